@@ -1,0 +1,146 @@
+"""AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as a Keras 3 model, and the run folder it trains into.
+
+The run folder (``--ckpt-dir``) holds ``config.json`` (architecture, classes, mean, hyper-parameters) beside
+TensorFlow checkpoints; ``train.py -resume``, ``test.py`` and ``classify.py`` rebuild the model from it:
+
+    model, config = alexnet.load_trained("ckpt-alexnet")
+"""
+import json
+import os
+
+import keras
+import tensorflow as tf
+from keras import layers
+
+# Architecture, paper §3
+IMAGE_SIZE = 224  # the seed's input; the paper's "224x224" with conv1 padding 2 gives 55x55 maps
+CONV1_PADDING = 2  # so that pool5 yields 6x6x256 = 9216 features, as the paper's fc6 input
+NUM_CLASSES = 1000  # ILSVRC2012 leaves
+DROPOUT = 0.5  # paper §4.2, on fc6 and fc7 outputs
+GROUPS = 1  # 1: the seed's single tower; 2: the paper's two columns in conv2, conv4, conv5
+
+# Local response normalisation, paper §3.3: b = a / (k + alpha * sum(a^2 over n channels))^beta.
+# The seed used Caffe's k=1, alpha=2e-5 (Caffe divides alpha by n); we follow the paper, whose numbers we cite.
+LRN_DEPTH_RADIUS = 2  # n = 5 adjacent channels
+LRN_BIAS = 2.0  # k
+LRN_ALPHA = 1e-4  # alpha
+LRN_BETA = 0.75  # beta
+
+# Initialisation, paper §5
+WEIGHT_STDDEV = 0.01  # weights ~ N(0, 0.01)
+ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # biases 1, "accelerates the early stages"
+
+CONFIG_NAME = "config.json"
+CHECKPOINT_PREFIX = "ckpt"
+
+
+class CheckpointError(Exception):
+    """A run folder that is missing, empty or not the run asked for; scripts print it as one line."""
+
+
+@keras.saving.register_keras_serializable(package="alexnet")
+class LocalResponseNormalization(layers.Layer):
+    """Across-channel LRN of paper §3.3, computed in float32 (TF's kernel has no bfloat16 version)."""
+
+    def __init__(self, depth_radius=LRN_DEPTH_RADIUS, bias=LRN_BIAS, alpha=LRN_ALPHA, beta=LRN_BETA, **kwargs):
+        super().__init__(**kwargs)
+        self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
+
+    def call(self, inputs):
+        normalized = tf.nn.local_response_normalization(
+            tf.cast(inputs, tf.float32), self.depth_radius, self.bias, self.alpha, self.beta)
+        return tf.cast(normalized, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
+                "alpha": self.alpha, "beta": self.beta}
+
+
+def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexnet"):
+    """AlexNet of Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional Neural
+    Networks", NIPS 2012.
+
+    Five convolutional layers (conv1..conv5, ReLU; LRN after conv1 and conv2; overlapping 3x3/2 max-pooling after
+    conv1, conv2, conv5) and three fully connected ones (fc6, fc7 with dropout on their outputs; fc8 logits).
+
+    Args:
+        num_classes: size of fc8.
+        groups: 1 for the single tower (62,378,344 parameters at 1000 classes), 2 for the paper's two-GPU
+            connectivity in conv2, conv4 and conv5 (60,965,224 parameters). On CPU, TF's grouped convolutions
+            train about 4x slower than the single tower.
+        dropout: rate of the two dropout layers.
+
+    Returns:
+        A `keras.Model` from 224x224x3 mean-subtracted pixels (0..255 scale) to float32 logits, float32 even under
+        a mixed-precision policy.
+    """
+    def conv(filters, size, layer_name, **kwargs):
+        return layers.Conv2D(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
+
+    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    x = layers.ZeroPadding2D(CONV1_PADDING, name="pad1")(inputs)
+    x = conv(96, 11, "conv1", strides=4)(x)
+    x = LocalResponseNormalization(name="norm1")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
+    x = conv(256, 5, "conv2", padding="same", groups=groups)(x)
+    x = LocalResponseNormalization(name="norm2")(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
+    x = conv(384, 3, "conv3", padding="same")(x)
+    x = conv(384, 3, "conv4", padding="same", groups=groups)(x)
+    x = conv(256, 3, "conv5", padding="same", groups=groups)(x)
+    x = layers.MaxPooling2D(3, strides=2, name="pool5")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(4096, activation="relu", name="fc6", **_init("fc6"))(x)
+    x = layers.Dropout(dropout, name="drop6")(x)
+    x = layers.Dense(4096, activation="relu", name="fc7", **_init("fc7"))(x)
+    x = layers.Dropout(dropout, name="drop7")(x)
+    logits = layers.Dense(num_classes, name="fc8", dtype="float32", **_init("fc8"))(x)
+    return keras.Model(inputs, logits, name=name)
+
+
+def _init(layer_name):
+    return {"kernel_initializer": keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
+            "bias_initializer": "ones" if layer_name in ONE_BIAS_LAYERS else "zeros"}
+
+
+def crop_averaging(model, k_crops):
+    """Wraps `model` to take (batch, k_crops, H, W, 3) and return the softmax averaged over the crops."""
+    crops = keras.Input((k_crops, *model.input_shape[1:]), name="crops")
+    logits = layers.TimeDistributed(model, name="per_crop")(crops)
+    probabilities = keras.ops.mean(keras.ops.softmax(logits, axis=-1), axis=1)
+    return keras.Model(crops, probabilities, name=f"{model.name}_{k_crops}_crops")
+
+
+def save_config(ckpt_dir, config):
+    """Writes config.json atomically: a kill at any moment leaves the old or the new file, never half of one."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    path = os.path.join(ckpt_dir, CONFIG_NAME)
+    with open(path + ".tmp", "w") as f:
+        json.dump(config, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def load_config(ckpt_dir):
+    path = os.path.join(ckpt_dir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
+                              "train one with `python train.py -scratch`, or pass --ckpt-dir")
+    with open(path) as f:
+        return json.load(f)
+
+
+def latest_checkpoint(ckpt_dir):
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    if path is None:
+        raise CheckpointError(f"no checkpoint in {ckpt_dir}: the run saved none yet; "
+                              "train with `python train.py -scratch` (or -resume) first")
+    return path
+
+
+def load_trained(ckpt_dir):
+    """The model of the run in `ckpt_dir`, with the weights of its latest checkpoint, and the run's config."""
+    config = load_config(ckpt_dir)
+    path = latest_checkpoint(ckpt_dir)
+    model = alexnet(**config["architecture"])
+    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    return model, config

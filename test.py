@@ -1,0 +1,86 @@
+"""Evaluates a trained AlexNet on the ILSVRC2012 validation set: top-1 and top-k accuracy, the softmax averaged
+over K crops of every image.
+
+    python test.py --k-crops 5 --crops random
+"""
+import argparse
+import json
+import os
+
+import keras
+
+import alexnet
+import data_reader
+
+K_CROPS = 5  # the seed's K_CROPS: its 57.31% / 80.31% averaged 5 random crops
+CROPS = "random"  # the seed's; "ten" is the paper's test (§4.1), "center" the cheapest
+TOP_K = 5  # the seed's and the paper's top-5
+BATCH_SIZE = 32  # images a batch, each with its K crops
+SEED = 0
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--ckpt-dir", default="ckpt-alexnet", help="run folder written by train.py")
+    parser.add_argument("--data-dir", default="ILSVRC2012",
+                        help=f"ILSVRC2012 folder ({data_reader.SAMPLE_DIR} with --sample)")
+    parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
+    parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
+    parser.add_argument("--crops", choices=data_reader.EVAL_CROPS, default=CROPS,
+                        help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors")
+    parser.add_argument("--top-k", type=int, default=TOP_K, help="k of the top-k accuracy")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images a batch")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N validation images (default: all)")
+    parser.add_argument("--seed", type=int, default=SEED, help="seed of the random crops")
+    parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    return parser
+
+
+def main(args):
+    model, config = alexnet.load_trained(args.ckpt_dir)
+    paths, labels = validation_set(args, config)
+    results = evaluate(model, config, paths, labels, args)
+    print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
+    print(f"Top-{args.top_k} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def validation_set(args, config):
+    """The validation images and labels, checked to be of the classes the run was trained on."""
+    if args.sample and args.data_dir == "ILSVRC2012":
+        args.data_dir = data_reader.SAMPLE_DIR
+    data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
+    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    if [s.wnid for s in synsets] != [c["wnid"] for c in config["classes"]]:
+        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than "
+                                      f"{data_dir}'s meta.mat: pass the matching --data-dir or --ckpt-dir")
+    paths, labels = data_reader.list_val(data_dir, synsets)
+    return paths[:args.limit], labels[:args.limit]
+
+
+def evaluate(model, config, paths, labels, args):
+    """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
+    k = data_reader.crops_per_image(args.crops, args.k_crops)
+    print(f"Evaluating {len(paths)} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
+    averaged = alexnet.crop_averaging(model, k)
+    averaged.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
+                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                              keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk")],
+                     jit_compile=False)
+    dataset = data_reader.eval_dataset(paths, labels, config["mean"], args.batch_size, args.crops, k, args.seed)
+    metrics = averaged.evaluate(dataset, return_dict=True)
+    return {"top1": float(metrics["top1"]), "topk": float(metrics["topk"]), "k": args.top_k,
+            "loss": float(metrics["loss"]),
+            "images": len(paths), "crops": args.crops, "k_crops": k, "checkpoint": alexnet.latest_checkpoint(
+                args.ckpt_dir)}
+
+
+if __name__ == "__main__":
+    parser = get_args_parser()
+    try:
+        main(parser.parse_args())
+    except (data_reader.DataError, alexnet.CheckpointError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")

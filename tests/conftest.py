@@ -1,0 +1,25 @@
+"""Shared fixtures: a tiny dataset in the ILSVRC2012 layout, and a runner for the three scripts."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import data_reader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """The sample dataset, 4 training and 2 validation images a class (40 and 20 images)."""
+    out = tmp_path_factory.mktemp("data") / "ILSVRC2012"
+    data_reader.make_sample(str(out), train_per_class=4, val_per_class=2)
+    return str(out)
+
+
+def run_script(script, *args, cwd=ROOT):
+    """Runs one of the top-level scripts as a user would; returns the CompletedProcess (text, not checked)."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=900)

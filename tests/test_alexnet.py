@@ -1,0 +1,62 @@
+import numpy as np
+import keras
+import pytest
+import tensorflow as tf
+
+import alexnet
+
+
+def test_parameter_counts_of_both_variants():
+    assert alexnet.alexnet().count_params() == 62_378_344
+    assert alexnet.alexnet(groups=2).count_params() == 60_965_224
+
+
+def test_shapes_and_layer_names():
+    model = alexnet.alexnet(num_classes=7)
+    assert [layer.name for layer in model.layers if layer.name.startswith(("conv", "fc"))] == [
+        "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+    assert model.get_layer("conv1").output.shape[1:] == (55, 55, 96)
+    assert model.get_layer("pool5").output.shape[1:] == (6, 6, 256)
+    logits = model(np.zeros((2, 224, 224, 3), np.float32))
+    assert logits.shape == (2, 7) and logits.dtype == tf.float32
+
+
+def test_logits_stay_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = alexnet.alexnet(num_classes=5)
+        assert model.get_layer("fc7").compute_dtype == "bfloat16"
+        assert model(np.ones((1, 224, 224, 3), np.float32)).dtype == tf.float32
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_initialisation_follows_the_paper():
+    keras.utils.set_random_seed(1)
+    model = alexnet.alexnet()
+    for name in ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"):
+        kernel, bias = model.get_layer(name).get_weights()
+        assert abs(kernel.std() - 0.01) < 0.0005, name
+        assert np.all(bias == (1.0 if name in ("conv2", "conv4", "conv5", "fc6", "fc7") else 0.0)), name
+
+
+def test_lrn_is_the_papers_formula():
+    a = np.random.default_rng(0).normal(0, 30, (1, 3, 3, 8)).astype(np.float32)
+    padded = np.pad(a ** 2, [(0, 0), (0, 0), (0, 0), (2, 2)])
+    sums = sum(padded[..., i:i + 8] for i in range(5))
+    expected = a / (2 + 1e-4 * sums) ** 0.75
+    np.testing.assert_allclose(alexnet.LocalResponseNormalization()(a), expected, rtol=1e-5)
+
+
+def test_crop_averaging_averages_softmax_over_crops():
+    model = alexnet.alexnet(num_classes=4)
+    crops = np.random.default_rng(0).normal(0, 50, (2, 3, 224, 224, 3)).astype(np.float32)
+    averaged = alexnet.crop_averaging(model, 3)(crops)
+    per_crop = tf.nn.softmax(model(crops.reshape(6, 224, 224, 3))).numpy().reshape(2, 3, 4).mean(axis=1)
+    np.testing.assert_allclose(averaged, per_crop, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(np.sum(averaged, axis=1), 1.0, rtol=1e-5)
+
+
+def test_load_trained_without_a_run_names_the_folder(tmp_path):
+    with pytest.raises(alexnet.CheckpointError, match=str(tmp_path)):
+        alexnet.load_trained(str(tmp_path))

@@ -1,0 +1,159 @@
+"""The trio end to end on the tiny sample, as a user runs it: train -scratch, -resume, test.py, classify.py."""
+import json
+import os
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import alexnet
+import train
+from conftest import ROOT, run_script
+
+TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_data, tmp_path_factory):
+    """A run of one epoch, then resumed for a second: (run folder, both processes)."""
+    work = tmp_path_factory.mktemp("run")
+    folders = ("--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", "--log-dir", work / "logs")
+    scratch = run_script("train.py", "-scratch", *folders, *TINY_TRAIN, cwd=work)
+    resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=work)
+    return work, scratch, resumed
+
+
+def test_scratch_trains_saves_and_logs(trained):
+    work, scratch, _ = trained
+    assert scratch.returncode == 0, scratch.stderr
+    config = json.loads((work / "ckpt" / "config.json").read_text())
+    assert config["architecture"] == {"num_classes": 10, "groups": 1, "dropout": 0.5}
+    assert config["classes"][0] == {"wnid": "n09193705", "words": "alp"}
+    assert len(config["mean"]) == 3 and all(0 < m < 255 for m in config["mean"])
+    assert config["settings"]["steps_per_epoch"] == 5 and config["settings"]["batch_size"] == 8
+    progress = re.sub(r"\x1b\[[0-9;]*m", "", scratch.stdout)  # Keras colours its progress bar
+    assert re.search(r"^5/5 .* - lr: 0\.0100 - img/s: [\d.]+ - val_loss: .* - val_top1: ", progress, re.M), progress
+    assert os.listdir(work / "logs" / "train") and os.listdir(work / "logs" / "validation")
+
+
+def test_resume_continues_at_the_saved_step(trained):
+    work, _, resumed = trained
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"^Resuming from \S+ckpt-5 at step 5 \(epoch 2\)$", resumed.stdout, re.M), resumed.stdout
+    assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
+    assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
+
+
+def test_test_py_reports_top1_and_topk(trained, tiny_data):
+    work, _, _ = trained
+    result = run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", "--limit", 12,
+                        "--k-crops", 2, "--top-k", 3, "--json", work / "results.json", cwd=work)
+    assert result.returncode == 0, result.stderr
+    top1, topk = result.stdout.strip().splitlines()[-2:]
+    assert re.fullmatch(r"Top-1 accuracy: \d+\.\d\d% error: \d+\.\d\d%", top1)
+    assert re.fullmatch(r"Top-3 accuracy: \d+\.\d\d% error: \d+\.\d\d%", topk)
+    results = json.loads((work / "results.json").read_text())
+    assert results["images"] == 12 and results["k_crops"] == 2
+    assert f"{100 * results['top1']:.2f}%" in top1 and results["topk"] >= results["top1"]
+
+
+def test_classify_prints_what_alexnet_saw(trained):
+    work, _, _ = trained
+    result = run_script("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", work / "ckpt", cwd=work)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[-6] == "AlexNet saw:"
+    config = json.loads((work / "ckpt" / "config.json").read_text())
+    names = {c["words"] for c in config["classes"]}
+    scores = []
+    for line in lines[-5:]:
+        words, score = re.fullmatch(r"(.+) - score: (\S+)", line).groups()
+        assert words in names
+        scores.append(float(score))
+    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+
+
+def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path):
+    config = {"architecture": {"num_classes": 3, "groups": 1, "dropout": 0.5},
+              "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "steps_per_epoch": 4}}
+    model, plateau, checkpoint = train.build_training(config)
+    images, labels = np.random.default_rng(0).normal(0, 50, (2, 224, 224, 3)), np.array([0, 2])
+    model.train_on_batch(images, labels)
+    model.optimizer.learning_rate.assign(0.001)
+    plateau.state.best.assign(1.5)
+    plateau.state.wait.assign(2)
+    tf.train.CheckpointManager(checkpoint, str(tmp_path), 3).save(checkpoint_number=1)
+    alexnet.save_config(str(tmp_path), config)
+
+    model2, plateau2, checkpoint2 = train.build_training({**config, "settings": {**config["settings"], "seed": 1}})
+    train.restore(checkpoint2, model2, str(tmp_path), config)
+    assert float(model2.optimizer.learning_rate) == pytest.approx(0.001)
+    assert int(model2.optimizer.iterations) == 1
+    assert float(plateau2.state.best) == 1.5 and int(plateau2.state.wait) == 2
+    for v, v2 in zip(model.optimizer.variables, model2.optimizer.variables):
+        np.testing.assert_array_equal(v.numpy(), v2.numpy())
+    for w, w2 in zip(model.get_weights(), model2.get_weights()):
+        np.testing.assert_array_equal(w, w2)
+
+
+def test_weight_decay_goes_through_momentum():
+    weight, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
+    optimizer = train.PaperSGD(learning_rate=0.1, momentum=0.9, coupled_weight_decay=0.5)
+    gradients = [tf.constant([[0.2, 0.2]]), tf.constant([0.2])]
+    optimizer.apply(gradients, [weight, bias])
+    optimizer.apply(gradients, [weight, bias])
+    v, w = np.zeros(2), np.array([1.0, -2.0])
+    for _ in range(2):  # paper §5: v <- 0.9 v - wd lr w - lr g; w <- w + v
+        v = 0.9 * v - 0.5 * 0.1 * w - 0.1 * 0.2
+        w = w + v
+    np.testing.assert_allclose(weight.numpy()[0], w, rtol=1e-6)
+    np.testing.assert_allclose(bias.numpy(), [3.0 - 0.02 - (0.9 * 0.02 + 0.02)], rtol=1e-6)  # no decay on biases
+
+
+def test_plateau_divides_by_ten_at_most_three_times():
+    model = alexnet.alexnet(num_classes=2)
+    model.compile(optimizer=train.PaperSGD(learning_rate=0.01))
+    plateau = train.PlateauSchedule(patience=2)
+    plateau.set_model(model)
+    for epoch, val_loss in enumerate([1.0, 0.9, 0.95, 0.93] + [0.99] * 10):
+        plateau.on_epoch_end(epoch, {"val_loss": val_loss})
+        if epoch == 3:
+            assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
+    assert float(model.optimizer.learning_rate) == pytest.approx(1e-5)
+    assert int(plateau.state.drops) == 3
+
+
+def one_line_error(result):
+    """The script's one error line. TensorFlow's C++ start-up lines may precede it: abseil writes them to stderr
+    before TF_CPP_MIN_LOG_LEVEL takes effect."""
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
+    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
+    return errors[0]
+
+
+def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path):
+    assert "-scratch" in one_line_error(run_script("train.py", cwd=tmp_path))
+    assert str(tmp_path / "nowhere") in one_line_error(
+        run_script("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path))
+    assert "-scratch" in one_line_error(
+        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+    assert str(tmp_path / "none") in one_line_error(
+        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+    assert str(tmp_path / "none") in one_line_error(
+        run_script("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+
+
+def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path):
+    work, _, _ = trained
+    ckpt = ("--ckpt-dir", work / "ckpt")
+    assert "missing.jpg not found" in one_line_error(run_script("classify.py", tmp_path / "missing.jpg", *ckpt))
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert "text.jpg" in one_line_error(run_script("classify.py", tmp_path / "text.jpg", *ckpt))
+    os.makedirs(tmp_path / "no-meta" / "data")
+    assert "meta.mat not found" in one_line_error(
+        run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
+    assert "already holds a run" in one_line_error(
+        run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))

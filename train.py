@@ -1,0 +1,301 @@
+"""Trains AlexNet on ILSVRC2012 with the paper's recipe, resumably: checkpoints and config.json in --ckpt-dir,
+TensorBoard summaries in --log-dir.
+
+    python train.py -scratch --sample
+"""
+import argparse
+import glob
+import math
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import alexnet
+import data_reader
+
+# Optimisation, paper §5
+EPOCHS = 90  # "roughly 90 cycles through the training set"
+BATCH_SIZE = 128  # paper §5
+LEARNING_RATE = 0.01  # paper §5, initial
+MOMENTUM = 0.9  # paper §5
+WEIGHT_DECAY = 5e-4  # paper §5, through momentum: v <- 0.9 v - 0.0005 lr w - lr dL/dw
+LR_DROP_FACTOR = 0.1  # paper §5: divided by 10 when the validation error stops improving
+LR_MAX_DROPS = 3  # paper §5: "reduced three times prior to termination"
+PLATEAU_PATIENCE = 3  # ours: the paper does not say how long "stops improving" is
+AUGMENT = "paper"  # paper §4.1: random crops, mirrors, PCA lighting; the seed had random crops only
+
+# Run keeping
+DATA_DIR = "ILSVRC2012"
+CKPT_DIR = "ckpt-alexnet"
+LOG_DIR = "summary"
+SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; about 15 minutes on one GPU)
+KEEP_CHECKPOINTS = 3  # ours
+SEED = 0
+JIT_COMPILE = False  # XLA makes this model ~1.6x slower on CPU (measured); Keras's "auto" would turn it on
+
+# --sample: small defaults suited to the generated sample (under 5 minutes on 2 CPU cores)
+SAMPLE_EPOCHS = 8
+SAMPLE_BATCH_SIZE = 32
+SAMPLE_SAVE_EVERY = 10
+SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share of the gradient: 0.01 diverges
+
+# Settings a run keeps: -resume takes them from config.json, except --epochs, which may extend the run.
+RUN_SETTINGS = ("batch_size", "lr", "momentum", "weight_decay", "dropout", "augment", "groups",
+                "steps_per_epoch", "seed")
+
+
+class PaperSGD(keras.optimizers.SGD):
+    """SGD with momentum and the paper's weight decay, which goes through the momentum (paper §5):
+    v <- m v - wd lr w - lr g;  w <- w + v.  Keras's own `weight_decay` is decoupled from momentum, so this adds
+    wd * w to the gradient of every weight matrix and kernel (rank >= 2), and to no bias."""
+
+    def __init__(self, coupled_weight_decay=WEIGHT_DECAY, **kwargs):
+        super().__init__(**kwargs)
+        self.coupled_weight_decay = coupled_weight_decay
+
+    def update_step(self, gradient, variable, learning_rate):
+        if len(variable.shape) >= 2:
+            gradient = gradient + tf.cast(self.coupled_weight_decay, gradient.dtype) * variable
+        super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+class PlateauSchedule(keras.callbacks.Callback):
+    """Divides the learning rate by 10 when the validation loss has not improved for `patience` epochs, at most
+    `max_drops` times (paper §5). Keras's ReduceLROnPlateau forgets its memory at every fit() and cannot be
+    checkpointed; this one keeps it in variables that the training checkpoint saves."""
+
+    def __init__(self, patience=PLATEAU_PATIENCE, factor=LR_DROP_FACTOR, max_drops=LR_MAX_DROPS):
+        super().__init__()
+        self.patience, self.factor, self.max_drops = patience, factor, max_drops
+        self.state = tf.train.Checkpoint(best=tf.Variable(np.inf, dtype=tf.float64),
+                                         wait=tf.Variable(0, dtype=tf.int64), drops=tf.Variable(0, dtype=tf.int64))
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.state
+        if logs["val_loss"] < state.best:
+            state.best.assign(logs["val_loss"])
+            state.wait.assign(0)
+            return
+        state.wait.assign_add(1)
+        if state.wait >= self.patience and state.drops < self.max_drops:
+            lr = self.model.optimizer.learning_rate
+            lr.assign(lr * self.factor)
+            state.drops.assign_add(1)
+            state.wait.assign(0)
+            print(f"\nValidation loss has not improved for {self.patience} epochs: learning rate now {float(lr):.2e}")
+
+
+class ThroughputLogs(keras.callbacks.Callback):
+    """Adds the learning rate and images/s to the logs, so that Keras's progress bar and TensorBoard show them."""
+
+    def __init__(self, batch_size):
+        super().__init__()
+        self.batch_size = batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.images = time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.images += self.batch_size
+        logs["lr"] = float(self.model.optimizer.learning_rate)
+        logs["img/s"] = self.images / (time.perf_counter() - self.start)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs["images_per_second"] = self.images / (time.perf_counter() - self.start)
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves every `save_every` steps and at the end of every epoch, after validation and the plateau rule.
+    Keras's BackupAndRestore keeps neither the plateau memory nor the position within an epoch; a TF checkpoint of
+    everything does, and tf.train.CheckpointManager writes atomically and keeps the last few."""
+
+    def __init__(self, manager, save_every, steps_per_epoch):
+        super().__init__()
+        self.manager, self.save_every, self.steps_per_epoch = manager, save_every, steps_per_epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations)
+        if step % self.save_every == 0 and step % self.steps_per_epoch != 0:
+            self.manager.save(checkpoint_number=step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("-scratch", "--scratch", dest="mode", action="store_const", const="scratch",
+                      help="start a new run in --ckpt-dir")
+    mode.add_argument("-resume", "--resume", dest="mode", action="store_const", const="resume",
+                      help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings")
+    parser.add_argument("--data-dir", default=DATA_DIR,
+                        help=f"ILSVRC2012 folder (default: {DATA_DIR}; {data_reader.SAMPLE_DIR} with --sample)")
+    parser.add_argument("--sample", action="store_true",
+                        help="train on the generated sample dataset (made on first use) with small defaults")
+    parser.add_argument("--ckpt-dir", default=CKPT_DIR, help=f"run folder (default: {CKPT_DIR})")
+    parser.add_argument("--log-dir", default=LOG_DIR, help=f"TensorBoard folder (default: {LOG_DIR})")
+    parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
+    hyper = parser.add_argument_group("hyper-parameters (on -resume the run's own; only --epochs may change)")
+    hyper.add_argument("--epochs", type=int, help=f"epochs (default: {EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
+    hyper.add_argument("--batch-size", type=int,
+                       help=f"images a step (default: {BATCH_SIZE}; {SAMPLE_BATCH_SIZE} with --sample)")
+    hyper.add_argument("--lr", type=float, help=f"initial learning rate (default: {LEARNING_RATE}; {SAMPLE_LR} with --sample)")
+    hyper.add_argument("--momentum", type=float, help=f"SGD momentum (default: {MOMENTUM})")
+    hyper.add_argument("--weight-decay", type=float, help=f"weight decay through momentum (default: {WEIGHT_DECAY})")
+    hyper.add_argument("--dropout", type=float, help=f"dropout on fc6 and fc7 (default: {alexnet.DROPOUT})")
+    hyper.add_argument("--augment", choices=data_reader.AUGMENTATIONS,
+                       help=f"none: random crops (the seed); flip: + mirrors; paper: + PCA lighting "
+                            f"(default: {AUGMENT})")
+    hyper.add_argument("--groups", type=int, choices=(1, 2),
+                       help=f"1: single tower (the seed); 2: the paper's two columns (default: {alexnet.GROUPS})")
+    hyper.add_argument("--steps-per-epoch", type=int, help="steps an epoch (default: one pass over the training set)")
+    hyper.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and augmentation (default: {SEED})")
+    parser.add_argument("--save-every", type=int,
+                        help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)")
+    return parser
+
+
+def main(args):
+    settings = default_settings(args)
+    data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
+    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    train_files = data_reader.list_train(data_dir, synsets)
+    val_files = data_reader.list_val(data_dir, synsets)
+    if args.mode == "scratch":
+        config = new_run(args, settings, synsets, train_files)
+    else:
+        config = continued_run(args, synsets)
+    model, plateau, checkpoint = build_training(config)
+    manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
+                                         checkpoint_name=alexnet.CHECKPOINT_PREFIX)
+    if args.mode == "resume":
+        restore(checkpoint, model, args.ckpt_dir, config)
+    fit(model, config, plateau, manager, train_files, val_files, args.log_dir)
+
+
+def default_settings(args):
+    """The hyper-parameters given on the command line, the rest from the named constants."""
+    if args.sample and args.data_dir == DATA_DIR:
+        args.data_dir = data_reader.SAMPLE_DIR
+    defaults = {"epochs": SAMPLE_EPOCHS if args.sample else EPOCHS,
+                "batch_size": SAMPLE_BATCH_SIZE if args.sample else BATCH_SIZE,
+                "lr": SAMPLE_LR if args.sample else LEARNING_RATE, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
+                "dropout": alexnet.DROPOUT, "augment": AUGMENT, "groups": alexnet.GROUPS,
+                "steps_per_epoch": None, "seed": SEED,
+                "save_every": SAMPLE_SAVE_EVERY if args.sample else SAVE_EVERY}
+    return {name: default if getattr(args, name) is None else getattr(args, name)
+            for name, default in defaults.items()}
+
+
+def new_run(args, settings, synsets, train_files):
+    """Refuses to train over an existing run unless --overwrite; computes the mean; writes config.json."""
+    existing = glob.glob(os.path.join(args.ckpt_dir, alexnet.CONFIG_NAME)) + glob.glob(
+        os.path.join(args.ckpt_dir, alexnet.CHECKPOINT_PREFIX + "-*")) + glob.glob(
+        os.path.join(args.ckpt_dir, "checkpoint"))
+    if existing and not args.overwrite:
+        raise alexnet.CheckpointError(f"{args.ckpt_dir} already holds a run: continue it with -resume, "
+                                      "or pass --overwrite to start again, or choose another --ckpt-dir")
+    for path in existing:
+        os.remove(path)
+    paths, _ = train_files
+    if settings["steps_per_epoch"] is None:
+        settings["steps_per_epoch"] = len(paths) // settings["batch_size"]
+    if settings["steps_per_epoch"] < 1:
+        raise data_reader.DataError(f"{len(paths)} training images make no batch of {settings['batch_size']}: "
+                                    "lower --batch-size")
+    print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
+    config = {
+        "architecture": {"num_classes": len(synsets), "groups": settings["groups"], "dropout": settings["dropout"]},
+        "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
+        "mean": data_reader.compute_mean(paths, seed=settings["seed"]),
+        "settings": settings,
+    }
+    alexnet.save_config(args.ckpt_dir, config)
+    return config
+
+
+def continued_run(args, synsets):
+    config = alexnet.load_config(args.ckpt_dir)
+    if [c["wnid"] for c in config["classes"]] != [s.wnid for s in synsets]:
+        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than "
+                                      f"{args.data_dir}'s meta.mat: pass the --data-dir it was trained on")
+    if args.epochs is not None:
+        config["settings"]["epochs"] = args.epochs
+    if args.save_every is not None:
+        config["settings"]["save_every"] = args.save_every
+    alexnet.save_config(args.ckpt_dir, config)
+    return config
+
+
+def build_training(config):
+    """The compiled model and a checkpoint of everything a resume needs: weights, momentum, step, learning rate,
+    the plateau rule's memory and the dropout RNG."""
+    settings = config["settings"]
+    keras.utils.set_random_seed(settings["seed"])
+    model = alexnet.alexnet(**config["architecture"])
+    optimizer = PaperSGD(learning_rate=settings["lr"], momentum=settings["momentum"],
+                         coupled_weight_decay=settings["weight_decay"])
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                           keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
+                  jit_compile=JIT_COMPILE)
+    optimizer.build(model.trainable_variables)
+    plateau = PlateauSchedule()
+    dropout_rng = [layer.seed_generator.state for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, plateau=plateau.state,
+                                     dropout_rng=dropout_rng)
+    return model, plateau, checkpoint
+
+
+def restore(checkpoint, model, ckpt_dir, config):
+    path = alexnet.latest_checkpoint(ckpt_dir)
+    checkpoint.restore(path).assert_existing_objects_matched()
+    step = int(model.optimizer.iterations)
+    print(f"Resuming from {path} at step {step} (epoch {step // config['settings']['steps_per_epoch'] + 1})")
+
+
+def fit(model, config, plateau, manager, train_files, val_files, log_dir):
+    """Model.fit from the saved step to the last epoch. A run resumed mid-epoch first finishes that epoch in a fit
+    of its own, so that epochs keep their boundaries and the data stream continues where it stopped."""
+    settings = config["settings"]
+    batch_size, steps_per_epoch, epochs = settings["batch_size"], settings["steps_per_epoch"], settings["epochs"]
+    epoch, offset = divmod(int(model.optimizer.iterations), steps_per_epoch)
+    if epoch >= epochs:
+        print(f"The run has done its {epochs} epochs: pass a larger --epochs to -resume to train on")
+        return
+    print(f"Training on {len(train_files[0])} images, validating on {len(val_files[0])}: epochs {epoch + 1}..{epochs}"
+          f" of {steps_per_epoch} steps x {batch_size} images, " + ", ".join(
+              f"{name} {settings[name]}" for name in ("lr", "momentum", "weight_decay", "dropout", "augment",
+                                                      "groups", "seed", "save_every")))
+    val = data_reader.eval_dataset(*val_files, config["mean"], batch_size).map(lambda crops, label: (crops[:, 0], label))
+    callbacks = [plateau, ThroughputLogs(batch_size), Checkpointer(manager, settings["save_every"], steps_per_epoch),
+                 keras.callbacks.TensorBoard(log_dir)]
+    phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
+    for first, last, skip in phases:
+        if first == last:
+            continue
+        train = data_reader.train_dataset(*train_files, config["mean"], batch_size, steps_per_epoch, first, last,
+                                          settings["augment"], settings["seed"], skip_batches=skip)
+        model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch - skip,
+                  validation_data=val, callbacks=callbacks, shuffle=False)
+
+
+if __name__ == "__main__":
+    parser = get_args_parser()
+    args = parser.parse_args()
+    if args.mode is None:
+        parser.exit(2, f"{parser.prog}: error: say -scratch to start a new run, or -resume to continue the one in "
+                       f"{args.ckpt_dir}\n")
+    try:
+        main(args)
+    except (data_reader.DataError, alexnet.CheckpointError) as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
