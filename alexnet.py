@@ -137,10 +137,22 @@ def latest_checkpoint(ckpt_dir):
     return path
 
 
+def restore(checkpoint, path, partial=False):
+    """Restores `checkpoint` from `path`; a CheckpointError when the file does not fit (another architecture or
+    class count than config.json says, or a damaged file)."""
+    try:
+        status = checkpoint.restore(path)
+        (status.expect_partial() if partial else status).assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as error:  # be specific: shapes, objects, damaged files
+        tf.get_logger().setLevel("ERROR")  # else the half-restored checkpoint lists every unmatched value at exit
+        raise CheckpointError(f"{path} does not fit the model of its config.json ({str(error).splitlines()[0]}): "
+                              "the folder mixes runs; train anew with -scratch --overwrite") from None
+
+
 def load_trained(ckpt_dir):
     """The model of the run in `ckpt_dir`, with the weights of its latest checkpoint, and the run's config."""
     config = load_config(ckpt_dir)
     path = latest_checkpoint(ckpt_dir)
     model = alexnet(**config["architecture"])
-    tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+    restore(tf.train.Checkpoint(model=model), path, partial=True)
     return model, config

@@ -71,6 +71,8 @@ SAMPLE_INTERNAL = (("n09287968", "geological formation, formation", (1, 3, 7, 8,
 SAMPLE_TRAIN_PER_CLASS = 40
 SAMPLE_VAL_PER_CLASS = 10
 
+META_FIELDS = ("ILSVRC2012_ID", "WNID", "words", "num_children")  # the fields we read
+
 Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
 
 
@@ -86,9 +88,20 @@ def load_synsets(meta_mat_path):
     if not os.path.isfile(meta_mat_path):
         raise DataError(f"meta.mat not found at {meta_mat_path}: it is in the ILSVRC2012 devkit "
                         "(ILSVRC2012_devkit_t12.tar.gz), data/ folder")
-    synsets = scipy.io.loadmat(meta_mat_path, squeeze_me=True)["synsets"]
+    try:
+        synsets = scipy.io.loadmat(meta_mat_path, squeeze_me=True)["synsets"]
+    except (ValueError, TypeError, KeyError) as error:  # be specific: what loadmat raises for other files
+        raise DataError(f"{meta_mat_path} is not the devkit's meta.mat (no 'synsets' struct: {error}): "
+                        "take data/meta.mat from ILSVRC2012_devkit_t12.tar.gz") from None
+    missing = [field for field in META_FIELDS if field not in (synsets.dtype.names or ())]
+    if missing:
+        raise DataError(f"{meta_mat_path}: the synsets struct lacks the fields {', '.join(missing)}: "
+                        "take data/meta.mat from ILSVRC2012_devkit_t12.tar.gz")
     leaves = sorted(Synset(int(s["ILSVRC2012_ID"]), str(s["WNID"]), str(s["words"]))
-                    for s in synsets if int(s["num_children"]) == 0)
+                    for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0)
+    if [s.ilsvrc_id for s in leaves] != list(range(1, len(leaves) + 1)):
+        raise DataError(f"{meta_mat_path}: the leaf synsets' ILSVRC2012_IDs are not 1..{len(leaves)}: "
+                        "take data/meta.mat from ILSVRC2012_devkit_t12.tar.gz")
     return leaves
 
 
@@ -118,18 +131,23 @@ def list_val(data_dir, synsets):
             labels += [index] * len(files)
         return paths, labels
     paths = _image_files(val_dir)
-    ids = _read_ground_truth(os.path.join(data_dir, GROUND_TRUTH))
+    ids = _read_ground_truth(os.path.join(data_dir, GROUND_TRUTH), len(synsets))
     if len(ids) != len(paths):
         raise DataError(f"{os.path.join(data_dir, GROUND_TRUTH)} has {len(ids)} lines but {val_dir} holds "
                         f"{len(paths)} images: both must be the full validation set")
     return paths, [i - 1 for i in ids]
 
 
-def _read_ground_truth(path):
+def _read_ground_truth(path, num_classes):
     if not os.path.isfile(path):
         raise DataError(f"ground-truth file not found at {path}: it is in the ILSVRC2012 devkit, data/ folder")
     with open(path) as f:
-        return [int(line) for line in f if line.strip()]
+        lines = [line.strip() for line in f if line.strip()]
+    for number, line in enumerate(lines, 1):
+        if not line.isdigit() or not 1 <= int(line) <= num_classes:
+            raise DataError(f"{path}, line {number}: {line!r} is not an ILSVRC2012_ID in 1..{num_classes}: "
+                            "take the file from the devkit that goes with your meta.mat")
+    return [int(line) for line in lines]
 
 
 def _existing_dir(path, what):
@@ -337,6 +355,36 @@ def compute_mean(paths, max_images=MEAN_MAX_IMAGES, seed=0):
         total += channel_means.numpy().sum(axis=0)
         progress.add(len(channel_means))
     return (total / len(chosen)).tolist()
+
+
+def find_unreadable(paths, what):
+    """The files among `paths` that do not decode as images (truncated, empty, not an image at all), in one
+    parallel decoding pass: JPEGs at 1/8 scale, which still reads all of their data, the rest fully."""
+    def decodes(index, path):
+        encoded = tf.io.read_file(path)
+        shape = tf.cond(tf.io.is_jpeg(encoded), lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
+                        lambda: tf.shape(decode_rgb(encoded)))
+        return index, shape
+
+    print(f"Checking that the {len(paths)} {what} decode ...")
+    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    readable = np.zeros(len(paths), bool)
+    checked = (tf.data.Dataset.from_tensor_slices(paths).enumerate()
+               .map(decodes, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().batch(1024))
+    for indices, _ in checked:
+        readable[indices.numpy()] = True
+        progress.add(len(indices))
+    progress.update(len(paths), finalize=True)
+    return [path for path, ok in zip(paths, readable) if not ok]
+
+
+def without_unreadable(paths, labels, unreadable):
+    """(paths, labels) less the unreadable files, each named once in a warning."""
+    for path in unreadable:
+        print(f"warning: skipping unreadable image {path}")
+    skip = set(unreadable)
+    kept = [(path, label) for path, label in zip(paths, labels) if path not in skip]
+    return [path for path, _ in kept], [label for _, label in kept]
 
 
 def load_image_crops(path, mean, crops, k_crops, seed=0):

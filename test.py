@@ -40,7 +40,10 @@ def get_args_parser():
 def main(args):
     model, config = alexnet.load_trained(args.ckpt_dir)
     paths, labels = validation_set(args, config)
-    results = evaluate(model, config, paths, labels, args)
+    unreadable = data_reader.find_unreadable(paths, "validation images")
+    results = evaluate(model, config, *data_reader.without_unreadable(paths, labels, unreadable), args)
+    results["images_total"] = len(paths)
+    print(f"Evaluated {results['images']} of {len(paths)} validation images ({len(unreadable)} unreadable, skipped)")
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
     print(f"Top-{args.top_k} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
     if args.json:
@@ -63,6 +66,8 @@ def validation_set(args, config):
 
 def evaluate(model, config, paths, labels, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
+    if not paths:
+        raise data_reader.DataError(f"no readable validation image in {args.data_dir}")
     k = data_reader.crops_per_image(args.crops, args.k_crops)
     print(f"Evaluating {len(paths)} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)

@@ -4,10 +4,11 @@ TensorBoard summaries in --log-dir.
     python train.py -scratch --sample
 """
 import argparse
+import contextlib
+import fcntl
 import glob
 import math
 import os
-import sys
 import time
 
 import keras
@@ -34,6 +35,8 @@ CKPT_DIR = "ckpt-alexnet"
 LOG_DIR = "summary"
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; about 15 minutes on one GPU)
 KEEP_CHECKPOINTS = 3  # ours
+MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
+LOCK_NAME = "train.lock"
 SEED = 0
 JIT_COMPILE = False  # XLA makes this model ~1.6x slower on CPU (measured); Keras's "auto" would turn it on
 
@@ -45,7 +48,11 @@ SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share 
 
 # Settings a run keeps: -resume takes them from config.json, except --epochs, which may extend the run.
 RUN_SETTINGS = ("batch_size", "lr", "momentum", "weight_decay", "dropout", "augment", "groups",
-                "steps_per_epoch", "seed")
+                "steps_per_epoch", "seed", "deterministic")
+
+
+class DivergedError(Exception):
+    """The loss became NaN or infinite."""
 
 
 class PaperSGD(keras.optimizers.SGD):
@@ -93,11 +100,12 @@ class PlateauSchedule(keras.callbacks.Callback):
 
 
 class ThroughputLogs(keras.callbacks.Callback):
-    """Adds the learning rate and images/s to the logs, so that Keras's progress bar and TensorBoard show them."""
+    """Adds the learning rate, images/s and the unreadable images skipped to the logs, so that Keras's progress
+    bar and TensorBoard show them."""
 
-    def __init__(self, batch_size):
+    def __init__(self, batch_size, unreadable):
         super().__init__()
-        self.batch_size = batch_size
+        self.batch_size, self.unreadable = batch_size, unreadable
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start, self.images = time.perf_counter(), 0
@@ -109,12 +117,14 @@ class ThroughputLogs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs["images_per_second"] = self.images / (time.perf_counter() - self.start)
+        logs["unreadable_skipped"] = self.unreadable
 
 
 class Checkpointer(keras.callbacks.Callback):
-    """Saves every `save_every` steps and at the end of every epoch, after validation and the plateau rule.
-    Keras's BackupAndRestore keeps neither the plateau memory nor the position within an epoch; a TF checkpoint of
-    everything does, and tf.train.CheckpointManager writes atomically and keeps the last few."""
+    """Saves every `save_every` steps and at the end of every epoch, after validation and the plateau rule; stops
+    at a NaN or infinite loss before it is saved. Keras's BackupAndRestore keeps neither the plateau memory nor the
+    position within an epoch; a TF checkpoint of everything does, and tf.train.CheckpointManager writes it
+    atomically (the `checkpoint` index names only complete files) and keeps the last few."""
 
     def __init__(self, manager, save_every, steps_per_epoch):
         super().__init__()
@@ -122,6 +132,10 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations)
+        if not math.isfinite(logs["loss"]):
+            raise DivergedError(f"the loss is {logs['loss']} at step {step}: training stopped; the latest checkpoint "
+                                f"({self.manager.latest_checkpoint}) is the last good one; start again with a lower "
+                                "--lr")
         if step % self.save_every == 0 and step % self.steps_per_epoch != 0:
             self.manager.save(checkpoint_number=step)
 
@@ -158,6 +172,12 @@ def get_args_parser():
                        help=f"1: single tower (the seed); 2: the paper's two columns (default: {alexnet.GROUPS})")
     hyper.add_argument("--steps-per-epoch", type=int, help="steps an epoch (default: one pass over the training set)")
     hyper.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and augmentation (default: {SEED})")
+    hyper.add_argument("--deterministic", action="store_true", default=None,
+                       help="TF op determinism: a resumed run ends with the same weights as an uninterrupted one "
+                            "(default: off, faster)")
+    parser.add_argument("--max-bad-images", type=int,
+                        help="unreadable training images skipped before -scratch refuses the dataset "
+                             f"(default: {MAX_BAD_FRACTION:.0%} of the training set)")
     parser.add_argument("--save-every", type=int,
                         help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)")
     return parser
@@ -169,16 +189,23 @@ def main(args):
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     train_files = data_reader.list_train(data_dir, synsets)
     val_files = data_reader.list_val(data_dir, synsets)
-    if args.mode == "scratch":
-        config = new_run(args, settings, synsets, train_files)
-    else:
-        config = continued_run(args, synsets)
-    model, plateau, checkpoint = build_training(config)
-    manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
-                                         checkpoint_name=alexnet.CHECKPOINT_PREFIX)
-    if args.mode == "resume":
-        restore(checkpoint, model, args.ckpt_dir, config)
-    fit(model, config, plateau, manager, train_files, val_files, args.log_dir)
+    with run_lock(args.ckpt_dir):
+        if args.mode == "scratch":
+            config = new_run(args, settings, synsets, data_dir, train_files, val_files)
+        else:
+            config = continued_run(args, synsets)
+        train_files, val_files = (data_reader.without_unreadable(*files, _absolute(data_dir, config["unreadable"][part]))
+                                  for files, part in ((train_files, "train"), (val_files, "val")))
+        if args.mode == "scratch":
+            print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
+            config["mean"] = data_reader.compute_mean(train_files[0], seed=settings["seed"])
+        alexnet.save_config(args.ckpt_dir, config)
+        model, plateau, checkpoint = build_training(config)
+        manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
+                                             checkpoint_name=alexnet.CHECKPOINT_PREFIX)
+        if args.mode == "resume":
+            restore(checkpoint, model, args.ckpt_dir, config)
+        fit(model, config, plateau, manager, train_files, val_files, args.log_dir)
 
 
 def default_settings(args):
@@ -189,49 +216,76 @@ def default_settings(args):
                 "batch_size": SAMPLE_BATCH_SIZE if args.sample else BATCH_SIZE,
                 "lr": SAMPLE_LR if args.sample else LEARNING_RATE, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
                 "dropout": alexnet.DROPOUT, "augment": AUGMENT, "groups": alexnet.GROUPS,
-                "steps_per_epoch": None, "seed": SEED,
+                "steps_per_epoch": None, "seed": SEED, "deterministic": False,
                 "save_every": SAMPLE_SAVE_EVERY if args.sample else SAVE_EVERY}
     return {name: default if getattr(args, name) is None else getattr(args, name)
             for name, default in defaults.items()}
 
 
-def new_run(args, settings, synsets, train_files):
-    """Refuses to train over an existing run unless --overwrite; computes the mean; writes config.json."""
-    existing = glob.glob(os.path.join(args.ckpt_dir, alexnet.CONFIG_NAME)) + glob.glob(
-        os.path.join(args.ckpt_dir, alexnet.CHECKPOINT_PREFIX + "-*")) + glob.glob(
-        os.path.join(args.ckpt_dir, "checkpoint"))
+@contextlib.contextmanager
+def run_lock(ckpt_dir):
+    """Holds a lock on the run folder while training: a second train.py there is refused. The kernel drops the lock
+    when the process ends, however it ends, so a killed run leaves nothing stuck."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    with open(os.path.join(ckpt_dir, LOCK_NAME), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise alexnet.CheckpointError(f"another train.py is training in {ckpt_dir}: let it finish or stop it, "
+                                          "or pass another --ckpt-dir") from None
+        yield
+
+
+def new_run(args, settings, synsets, data_dir, train_files, val_files):
+    """The config of a new run, less its mean: refuses to train over an existing run unless --overwrite, and
+    finds the unreadable images once, so that the run and its resumes train on the same files."""
+    existing = [path for pattern in (alexnet.CONFIG_NAME, alexnet.CHECKPOINT_PREFIX + "-*", "checkpoint")
+                for path in glob.glob(os.path.join(args.ckpt_dir, pattern))]
     if existing and not args.overwrite:
         raise alexnet.CheckpointError(f"{args.ckpt_dir} already holds a run: continue it with -resume, "
                                       "or pass --overwrite to start again, or choose another --ckpt-dir")
     for path in existing:
         os.remove(path)
-    paths, _ = train_files
+    unreadable = {part: data_reader.find_unreadable(files[0], f"{part} images")
+                  for part, files in (("train", train_files), ("val", val_files))}
+    num_images = len(train_files[0]) - len(unreadable["train"])
+    max_bad = math.ceil(MAX_BAD_FRACTION * len(train_files[0])) if args.max_bad_images is None else args.max_bad_images
+    if len(unreadable["train"]) > max_bad:
+        raise data_reader.DataError(
+            f"{len(unreadable['train'])} of {len(train_files[0])} training images are unreadable, more than the "
+            f"{max_bad} allowed (--max-bad-images), e.g. {unreadable['train'][0]}: check the dataset's extraction")
     if settings["steps_per_epoch"] is None:
-        settings["steps_per_epoch"] = len(paths) // settings["batch_size"]
+        settings["steps_per_epoch"] = num_images // settings["batch_size"]
     if settings["steps_per_epoch"] < 1:
-        raise data_reader.DataError(f"{len(paths)} training images make no batch of {settings['batch_size']}: "
+        raise data_reader.DataError(f"{num_images} training images make no batch of {settings['batch_size']}: "
                                     "lower --batch-size")
-    print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
-    config = {
+    return {
         "architecture": {"num_classes": len(synsets), "groups": settings["groups"], "dropout": settings["dropout"]},
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
-        "mean": data_reader.compute_mean(paths, seed=settings["seed"]),
         "settings": settings,
+        "unreadable": {part: [os.path.relpath(path, data_dir) for path in paths] for part, paths in unreadable.items()},
     }
-    alexnet.save_config(args.ckpt_dir, config)
-    return config
+
+
+def _absolute(data_dir, relative_paths):
+    return [os.path.join(data_dir, path) for path in relative_paths]
 
 
 def continued_run(args, synsets):
+    """The run's config, checked against what this command asks; --epochs and --save-every may change."""
     config = alexnet.load_config(args.ckpt_dir)
     if [c["wnid"] for c in config["classes"]] != [s.wnid for s in synsets]:
         raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than "
                                       f"{args.data_dir}'s meta.mat: pass the --data-dir it was trained on")
-    if args.epochs is not None:
-        config["settings"]["epochs"] = args.epochs
-    if args.save_every is not None:
-        config["settings"]["save_every"] = args.save_every
-    alexnet.save_config(args.ckpt_dir, config)
+    asked = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
+    differing = [f"{name} {config['settings'][name]}, not {value}" for name, value in asked.items()
+                 if config["settings"][name] != value]
+    if differing:
+        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} has {'; '.join(differing)}: -resume continues a "
+                                      "run as it was started; start another with -scratch --ckpt-dir NEW_DIR")
+    for name in ("epochs", "save_every"):
+        if getattr(args, name) is not None:
+            config["settings"][name] = getattr(args, name)
     return config
 
 
@@ -239,6 +293,8 @@ def build_training(config):
     """The compiled model and a checkpoint of everything a resume needs: weights, momentum, step, learning rate,
     the plateau rule's memory and the dropout RNG."""
     settings = config["settings"]
+    if settings["deterministic"]:
+        tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings["seed"])
     model = alexnet.alexnet(**config["architecture"])
     optimizer = PaperSGD(learning_rate=settings["lr"], momentum=settings["momentum"],
@@ -258,7 +314,7 @@ def build_training(config):
 
 def restore(checkpoint, model, ckpt_dir, config):
     path = alexnet.latest_checkpoint(ckpt_dir)
-    checkpoint.restore(path).assert_existing_objects_matched()
+    alexnet.restore(checkpoint, path)
     step = int(model.optimizer.iterations)
     print(f"Resuming from {path} at step {step} (epoch {step // config['settings']['steps_per_epoch'] + 1})")
 
@@ -277,7 +333,8 @@ def fit(model, config, plateau, manager, train_files, val_files, log_dir):
               f"{name} {settings[name]}" for name in ("lr", "momentum", "weight_decay", "dropout", "augment",
                                                       "groups", "seed", "save_every")))
     val = data_reader.eval_dataset(*val_files, config["mean"], batch_size).map(lambda crops, label: (crops[:, 0], label))
-    callbacks = [plateau, ThroughputLogs(batch_size), Checkpointer(manager, settings["save_every"], steps_per_epoch),
+    unreadable = len(config["unreadable"]["train"])
+    callbacks = [plateau, ThroughputLogs(batch_size, unreadable), Checkpointer(manager, settings["save_every"], steps_per_epoch),
                  keras.callbacks.TensorBoard(log_dir)]
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
     for first, last, skip in phases:
@@ -299,3 +356,5 @@ if __name__ == "__main__":
         main(args)
     except (data_reader.DataError, alexnet.CheckpointError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except DivergedError as error:
+        parser.exit(1, f"{parser.prog}: error: {error}\n")
