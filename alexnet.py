@@ -30,6 +30,12 @@ LRN_BETA = 0.75  # beta
 WEIGHT_STDDEV = 0.01  # weights ~ N(0, 0.01)
 ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # biases 1, "accelerates the early stages"
 
+# Precision: Keras mixed-precision policies; variables, logits and loss stay float32 under all of them
+PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPUs with native bfloat16 arithmetic
+BF16_GPU_CAPABILITY = (8, 0)  # Ampere and newer compute bfloat16 at full tensor-core rate
+
+CKPT_DIR = "ckpt-alexnet"  # the default run folder of all three scripts
 CONFIG_NAME = "config.json"
 CHECKPOINT_PREFIX = "ckpt"
 
@@ -101,6 +107,26 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
 def _init(layer_name):
     return {"kernel_initializer": keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
             "bias_initializer": "ones" if layer_name in ONE_BIAS_LAYERS else "zeros"}
+
+
+def default_precision():
+    """bf16 where the hardware computes it natively (a GPU of compute capability 8.0 or newer; a CPU with
+    AVX512-BF16 or AMX), float32 elsewhere."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        capability = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+        return "bf16" if capability >= BF16_GPU_CAPABILITY else "float32"
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(f.read().split())
+    except OSError:  # be specific: no /proc outside Linux, where we do not guess
+        return "float32"
+    return "bf16" if flags & BF16_CPU_FLAGS else "float32"
+
+
+def set_precision(precision):
+    """Sets the Keras dtype policy of the models built from now on; fp16 gets loss scaling from Model.compile."""
+    keras.mixed_precision.set_global_policy(PRECISIONS[precision])
 
 
 def crop_averaging(model, k_crops):

@@ -16,10 +16,10 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("image", help="image file: JPEG, PNG, GIF, BMP, or anything else Pillow reads")
-    parser.add_argument("--ckpt-dir", default="ckpt-alexnet", help="run folder written by train.py")
+    parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes to print")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged")
     parser.add_argument("--crops", choices=data_reader.EVAL_CROPS, default=CROPS,

@@ -26,7 +26,6 @@ subtract the training set's per-channel mean (pixels stay on the 0..255 scale, a
 import argparse
 import collections
 import os
-import re
 
 import keras
 import numpy as np
@@ -34,6 +33,7 @@ import scipy.io
 import tensorflow as tf
 from PIL import Image
 
+DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
 VAL_DIR = "ILSVRC2012_img_val"
 META_MAT = os.path.join("data", "meta.mat")
@@ -44,6 +44,7 @@ IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp")
 # Preprocessing, paper §2 and §4.1
 RESIZE_SHORTER = 256  # shorter side rescaled to 256
 CROP_SIZE = 224  # random 224x224 patches
+JPEG_RATIOS = (1, 2, 4, 8)  # the DCT downscalings libjpeg offers
 TEN_CROP_SQUARE = 256  # ten-crop test takes corners and centre of the central 256x256 square, paper §4.1
 MEAN_MAX_IMAGES = 10_000  # the mean is estimated on a random subset of this many training images (ours)
 
@@ -164,7 +165,10 @@ def _image_files(folder):
 
 
 def resolve_data_dir(data_dir, sample):
-    """The dataset folder to read: with `sample`, the sample dataset, generated on first use."""
+    """The dataset folder to read: with `sample`, the sample dataset (in SAMPLE_DIR unless `data_dir` names another
+    folder than the default), generated on first use."""
+    if sample and data_dir == DATA_DIR:
+        data_dir = SAMPLE_DIR
     if sample and not os.path.isfile(os.path.join(data_dir, META_MAT)):
         print(f"Generating the sample dataset in {data_dir} ...")
         make_sample(data_dir)
@@ -177,23 +181,25 @@ def resolve_data_dir(data_dir, sample):
 # ------------------------------------------------------------------------------------------- the sample
 
 
-def make_sample(out_dir, train_per_class=SAMPLE_TRAIN_PER_CLASS, val_per_class=SAMPLE_VAL_PER_CLASS, seed=0):
+def make_sample(out_dir, train_per_class=SAMPLE_TRAIN_PER_CLASS, val_per_class=SAMPLE_VAL_PER_CLASS, seed=0,
+                draw=None):
     """Writes a small dataset in the exact ILSVRC2012 layout: meta.mat (devkit struct and fields, with internal
     synsets), class folders, a flat val folder and its ground-truth file. Images are JPEGs of varied sizes and
-    aspect ratios, some grayscale, drawn so that each class has its own colours and stripe pattern."""
+    aspect ratios, some grayscale, drawn so that each class has its own colours and stripe pattern, or by
+    `draw(label, num_classes, rng) -> PIL.Image`."""
+    draw = draw or _sample_image
     rng = np.random.default_rng(seed)
     num_classes = len(SAMPLE_LEAVES)
     os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
     for index, (wnid, _) in enumerate(SAMPLE_LEAVES):
         os.makedirs(os.path.join(out_dir, TRAIN_DIR, wnid), exist_ok=True)
         for n in range(train_per_class):
-            _sample_image(index, num_classes, rng).save(
+            draw(index, num_classes, rng).save(
                 os.path.join(out_dir, TRAIN_DIR, wnid, f"{wnid}_{n + 1}.JPEG"), quality=90)
     val_labels = rng.permutation(np.repeat(np.arange(num_classes), val_per_class))
     os.makedirs(os.path.join(out_dir, VAL_DIR), exist_ok=True)
     for n, label in enumerate(val_labels):
-        _sample_image(label, num_classes, rng).save(os.path.join(out_dir, VAL_DIR, VAL_NAME.format(n + 1)),
-                                                    quality=90)
+        draw(label, num_classes, rng).save(os.path.join(out_dir, VAL_DIR, VAL_NAME.format(n + 1)), quality=90)
     with open(os.path.join(out_dir, GROUND_TRUTH), "w") as f:
         f.writelines(f"{label + 1}\n" for label in val_labels)
     _write_meta_mat(os.path.join(out_dir, META_MAT))
@@ -237,11 +243,47 @@ def decode_rgb(encoded):
     return tf.io.decode_image(encoded, channels=3, expand_animations=False)
 
 
-def resize_shorter_side(image, size=RESIZE_SHORTER):
-    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+def resized_shape(shape, size=RESIZE_SHORTER):
+    """The (height, width) an image of `shape` takes with its shorter side resized to `size`, and the scale."""
+    shape = tf.cast(shape, tf.float32)
     scale = size / tf.reduce_min(shape)
-    new_shape = tf.cast(tf.round(shape * scale), tf.int32)
-    return tf.image.resize(image, tf.maximum(new_shape, size), antialias=True)
+    return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size), scale
+
+
+def resize_shorter_side(image, size=RESIZE_SHORTER):
+    new_shape, _ = resized_shape(tf.shape(image)[:2], size)
+    return tf.image.resize(image, new_shape, antialias=True)
+
+
+def random_crop_offset(image_shape, seed):
+    """The top-left corner of a uniformly random CROP_SIZE window in an image of `image_shape` (height, width)."""
+    room = tf.cast(image_shape - CROP_SIZE + 1, tf.float32)
+    return tf.cast(tf.random.stateless_uniform([2], seed) * room, tf.int32)
+
+
+def random_crop_reference(encoded, seed):
+    """Decode, resize the shorter side to 256, crop 224 at a random place: the definition of the training crop."""
+    image = resize_shorter_side(decode_rgb(encoded))
+    top, left = tf.unstack(random_crop_offset(tf.shape(image)[:2], seed))
+    return tf.image.crop_to_bounding_box(image, top, left, CROP_SIZE, CROP_SIZE)
+
+
+def random_crop_jpeg(encoded, seed):
+    """The same crop of a JPEG, fast: the window is mapped back to the original's coordinates and only it is
+    decoded, at the largest DCT downscaling (1/2, 1/4, 1/8) that keeps it at least 224 pixels, then resized."""
+    shape = tf.io.extract_jpeg_shape(encoded)[:2]
+    new_shape, scale = resized_shape(shape)
+    offset = tf.cast(random_crop_offset(new_shape, seed), tf.float32)
+    origin = tf.minimum(tf.cast(tf.round(offset / scale), tf.int32), shape - 1)
+    size = tf.minimum(tf.cast(tf.round(CROP_SIZE / scale), tf.int32), shape - origin)
+    ratio_index = tf.reduce_sum(tf.cast(tf.reduce_min(size) >= CROP_SIZE * tf.constant([2, 4, 8]), tf.int32))
+
+    def decode_at(ratio):
+        return lambda: tf.io.decode_and_crop_jpeg(encoded, tf.concat([origin // ratio, size // ratio], 0), channels=3,
+                                                  ratio=ratio)
+
+    window = tf.switch_case(ratio_index, [decode_at(ratio) for ratio in JPEG_RATIOS])
+    return tf.image.resize(window, [CROP_SIZE, CROP_SIZE], antialias=True)
 
 
 def pca_lighting(image, seed, stddev=PCA_STDDEV):
@@ -254,8 +296,8 @@ def pca_lighting(image, seed, stddev=PCA_STDDEV):
 def train_crop(encoded, mean, augment, seed):
     """One training example: random 224 crop of the 256-resized image, augmented, mean subtracted."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = resize_shorter_side(decode_rgb(encoded))
-    image = tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], seeds[0])
+    image = tf.cond(tf.io.is_jpeg(encoded), lambda: random_crop_jpeg(encoded, seeds[0]),
+                    lambda: random_crop_reference(encoded, seeds[0]))
     if augment in ("flip", "paper"):
         image = tf.image.stateless_random_flip_left_right(image, seeds[1])
     if augment == "paper":
@@ -409,7 +451,7 @@ def _pillow_rgb(path):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--make-sample", metavar="OUT_DIR", required=True,
                         help="write the sample dataset in the ILSVRC2012 layout into OUT_DIR")

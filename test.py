@@ -20,10 +20,10 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--ckpt-dir", default="ckpt-alexnet", help="run folder written by train.py")
-    parser.add_argument("--data-dir", default="ILSVRC2012",
+    parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help="run folder written by train.py")
+    parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
                         help=f"ILSVRC2012 folder ({data_reader.SAMPLE_DIR} with --sample)")
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
@@ -33,11 +33,14 @@ def get_args_parser():
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images a batch")
     parser.add_argument("--limit", type=int, help="evaluate only the first N validation images (default: all)")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the random crops")
+    parser.add_argument("--precision", choices=tuple(alexnet.PRECISIONS), default=alexnet.default_precision(),
+                        help="float32, or mixed precision with bf16 or fp16")
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     return parser
 
 
 def main(args):
+    alexnet.set_precision(args.precision)
     model, config = alexnet.load_trained(args.ckpt_dir)
     paths, labels = validation_set(args, config)
     unreadable = data_reader.find_unreadable(paths, "validation images")
@@ -53,8 +56,6 @@ def main(args):
 
 def validation_set(args, config):
     """The validation images and labels, checked to be of the classes the run was trained on."""
-    if args.sample and args.data_dir == "ILSVRC2012":
-        args.data_dir = data_reader.SAMPLE_DIR
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     if [s.wnid for s in synsets] != [c["wnid"] for c in config["classes"]]:

@@ -30,15 +30,12 @@ PLATEAU_PATIENCE = 3  # ours: the paper does not say how long "stops improving" 
 AUGMENT = "paper"  # paper §4.1: random crops, mirrors, PCA lighting; the seed had random crops only
 
 # Run keeping
-DATA_DIR = "ILSVRC2012"
-CKPT_DIR = "ckpt-alexnet"
 LOG_DIR = "summary"
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; about 15 minutes on one GPU)
 KEEP_CHECKPOINTS = 3  # ours
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
 LOCK_NAME = "train.lock"
 SEED = 0
-JIT_COMPILE = False  # XLA makes this model ~1.6x slower on CPU (measured); Keras's "auto" would turn it on
 
 # --sample: small defaults suited to the generated sample (under 5 minutes on 2 CPU cores)
 SAMPLE_EPOCHS = 8
@@ -48,7 +45,7 @@ SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share 
 
 # Settings a run keeps: -resume takes them from config.json, except --epochs, which may extend the run.
 RUN_SETTINGS = ("batch_size", "lr", "momentum", "weight_decay", "dropout", "augment", "groups",
-                "steps_per_epoch", "seed", "deterministic")
+                "steps_per_epoch", "seed", "deterministic", "precision")
 
 
 class DivergedError(Exception):
@@ -144,24 +141,26 @@ class Checkpointer(keras.callbacks.Callback):
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("-scratch", "--scratch", dest="mode", action="store_const", const="scratch",
                       help="start a new run in --ckpt-dir")
     mode.add_argument("-resume", "--resume", dest="mode", action="store_const", const="resume",
                       help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings")
-    parser.add_argument("--data-dir", default=DATA_DIR,
-                        help=f"ILSVRC2012 folder (default: {DATA_DIR}; {data_reader.SAMPLE_DIR} with --sample)")
+    parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
+                        help=f"ILSVRC2012 folder (default: {data_reader.DATA_DIR}; "
+                             f"{data_reader.SAMPLE_DIR} with --sample)")
     parser.add_argument("--sample", action="store_true",
                         help="train on the generated sample dataset (made on first use) with small defaults")
-    parser.add_argument("--ckpt-dir", default=CKPT_DIR, help=f"run folder (default: {CKPT_DIR})")
+    parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help=f"run folder (default: {alexnet.CKPT_DIR})")
     parser.add_argument("--log-dir", default=LOG_DIR, help=f"TensorBoard folder (default: {LOG_DIR})")
     parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
     hyper = parser.add_argument_group("hyper-parameters (on -resume the run's own; only --epochs may change)")
     hyper.add_argument("--epochs", type=int, help=f"epochs (default: {EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
     hyper.add_argument("--batch-size", type=int,
                        help=f"images a step (default: {BATCH_SIZE}; {SAMPLE_BATCH_SIZE} with --sample)")
-    hyper.add_argument("--lr", type=float, help=f"initial learning rate (default: {LEARNING_RATE}; {SAMPLE_LR} with --sample)")
+    hyper.add_argument("--lr", type=float,
+                       help=f"initial learning rate (default: {LEARNING_RATE}; {SAMPLE_LR} with --sample)")
     hyper.add_argument("--momentum", type=float, help=f"SGD momentum (default: {MOMENTUM})")
     hyper.add_argument("--weight-decay", type=float, help=f"weight decay through momentum (default: {WEIGHT_DECAY})")
     hyper.add_argument("--dropout", type=float, help=f"dropout on fc6 and fc7 (default: {alexnet.DROPOUT})")
@@ -175,9 +174,15 @@ def get_args_parser():
     hyper.add_argument("--deterministic", action="store_true", default=None,
                        help="TF op determinism: a resumed run ends with the same weights as an uninterrupted one "
                             "(default: off, faster)")
+    hyper.add_argument("--precision", choices=tuple(alexnet.PRECISIONS),
+                       help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
+                            "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)")
+    parser.add_argument("--xla", action="store_true",
+                        help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
+                             "this model 1.6x slower)")
     parser.add_argument("--max-bad-images", type=int,
                         help="unreadable training images skipped before -scratch refuses the dataset "
-                             f"(default: {MAX_BAD_FRACTION:.0%} of the training set)")
+                             f"(default: {100 * MAX_BAD_FRACTION:g}%% of the training set)")
     parser.add_argument("--save-every", type=int,
                         help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)")
     return parser
@@ -194,13 +199,14 @@ def main(args):
             config = new_run(args, settings, synsets, data_dir, train_files, val_files)
         else:
             config = continued_run(args, synsets)
-        train_files, val_files = (data_reader.without_unreadable(*files, _absolute(data_dir, config["unreadable"][part]))
-                                  for files, part in ((train_files, "train"), (val_files, "val")))
+        train_files = data_reader.without_unreadable(*train_files, _absolute(data_dir, config["unreadable"]["train"]))
+        val_files = data_reader.without_unreadable(*val_files, _absolute(data_dir, config["unreadable"]["val"]))
         if args.mode == "scratch":
             print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
             config["mean"] = data_reader.compute_mean(train_files[0], seed=settings["seed"])
         alexnet.save_config(args.ckpt_dir, config)
-        model, plateau, checkpoint = build_training(config)
+        xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
+        model, plateau, checkpoint = build_training(config, jit_compile=xla)
         manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
                                              checkpoint_name=alexnet.CHECKPOINT_PREFIX)
         if args.mode == "resume":
@@ -210,13 +216,12 @@ def main(args):
 
 def default_settings(args):
     """The hyper-parameters given on the command line, the rest from the named constants."""
-    if args.sample and args.data_dir == DATA_DIR:
-        args.data_dir = data_reader.SAMPLE_DIR
     defaults = {"epochs": SAMPLE_EPOCHS if args.sample else EPOCHS,
                 "batch_size": SAMPLE_BATCH_SIZE if args.sample else BATCH_SIZE,
                 "lr": SAMPLE_LR if args.sample else LEARNING_RATE, "momentum": MOMENTUM, "weight_decay": WEIGHT_DECAY,
                 "dropout": alexnet.DROPOUT, "augment": AUGMENT, "groups": alexnet.GROUPS,
                 "steps_per_epoch": None, "seed": SEED, "deterministic": False,
+                "precision": alexnet.default_precision(),
                 "save_every": SAMPLE_SAVE_EVERY if args.sample else SAVE_EVERY}
     return {name: default if getattr(args, name) is None else getattr(args, name)
             for name, default in defaults.items()}
@@ -275,8 +280,8 @@ def continued_run(args, synsets):
     """The run's config, checked against what this command asks; --epochs and --save-every may change."""
     config = alexnet.load_config(args.ckpt_dir)
     if [c["wnid"] for c in config["classes"]] != [s.wnid for s in synsets]:
-        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than "
-                                      f"{args.data_dir}'s meta.mat: pass the --data-dir it was trained on")
+        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than this "
+                                      "dataset's meta.mat: pass the --data-dir it was trained on")
     asked = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
     differing = [f"{name} {config['settings'][name]}, not {value}" for name, value in asked.items()
                  if config["settings"][name] != value]
@@ -289,13 +294,14 @@ def continued_run(args, synsets):
     return config
 
 
-def build_training(config):
+def build_training(config, jit_compile=False):
     """The compiled model and a checkpoint of everything a resume needs: weights, momentum, step, learning rate,
     the plateau rule's memory and the dropout RNG."""
     settings = config["settings"]
     if settings["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings["seed"])
+    alexnet.set_precision(settings["precision"])
     model = alexnet.alexnet(**config["architecture"])
     optimizer = PaperSGD(learning_rate=settings["lr"], momentum=settings["momentum"],
                          coupled_weight_decay=settings["weight_decay"])
@@ -303,11 +309,11 @@ def build_training(config):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
                            keras.metrics.SparseTopKCategoricalAccuracy(k=5, name="top5")],
-                  jit_compile=JIT_COMPILE)
-    optimizer.build(model.trainable_variables)
+                  jit_compile=jit_compile)
+    model.optimizer.build(model.trainable_variables)
     plateau = PlateauSchedule()
     dropout_rng = [layer.seed_generator.state for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, plateau=plateau.state,
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, plateau=plateau.state,
                                      dropout_rng=dropout_rng)
     return model, plateau, checkpoint
 
@@ -331,11 +337,11 @@ def fit(model, config, plateau, manager, train_files, val_files, log_dir):
     print(f"Training on {len(train_files[0])} images, validating on {len(val_files[0])}: epochs {epoch + 1}..{epochs}"
           f" of {steps_per_epoch} steps x {batch_size} images, " + ", ".join(
               f"{name} {settings[name]}" for name in ("lr", "momentum", "weight_decay", "dropout", "augment",
-                                                      "groups", "seed", "save_every")))
-    val = data_reader.eval_dataset(*val_files, config["mean"], batch_size).map(lambda crops, label: (crops[:, 0], label))
-    unreadable = len(config["unreadable"]["train"])
-    callbacks = [plateau, ThroughputLogs(batch_size, unreadable), Checkpointer(manager, settings["save_every"], steps_per_epoch),
-                 keras.callbacks.TensorBoard(log_dir)]
+                                                      "groups", "seed", "deterministic", "precision", "save_every")))
+    val = data_reader.eval_dataset(*val_files, config["mean"], batch_size).map(lambda crops, label: (crops[:, 0],
+                                                                                                     label))
+    callbacks = [plateau, ThroughputLogs(batch_size, len(config["unreadable"]["train"])),
+                 Checkpointer(manager, settings["save_every"], steps_per_epoch), keras.callbacks.TensorBoard(log_dir)]
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
     for first, last, skip in phases:
         if first == last:

@@ -33,7 +33,7 @@ def devkit(tmp_path):
     for wnid, count in (("n03000000", 2), ("n02000000", 1), ("n01000000", 3)):
         os.makedirs(tmp_path / data_reader.TRAIN_DIR / wnid)
         for n in range(count):
-            Image.new("RGB", (40, 30), (n * 50, 0, 0)).save(tmp_path / data_reader.TRAIN_DIR / wnid / f"{wnid}_{n}.JPEG")
+            Image.new("RGB", (40, 30)).save(tmp_path / data_reader.TRAIN_DIR / wnid / f"{wnid}_{n}.JPEG")
     return tmp_path
 
 

@@ -168,7 +168,8 @@ def test_a_second_training_on_the_same_folder_is_refused(tiny_data, one_step_run
 
 def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
     result = run_script("train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "ckpt",
-                        "--epochs", 1, "--batch-size", 8, "--save-every", 1, "--lr", 1e4, cwd=tmp_path)
+                        "--epochs", 1, "--batch-size", 8, "--save-every", 1, "--lr", 1e4, "--precision", "float32",
+                        cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     step = int(re.search(r"error: the loss is (?:nan|inf|-inf) at step (\d+)", result.stderr).group(1))
     latest = tf.train.latest_checkpoint(str(tmp_path / "ckpt"))

@@ -77,7 +77,7 @@ def test_classify_prints_what_alexnet_saw(trained):
 def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path):
     config = {"architecture": {"num_classes": 3, "groups": 1, "dropout": 0.5},
               "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "steps_per_epoch": 4,
-                           "deterministic": False}}
+                           "deterministic": False, "precision": "float32"}}
     model, plateau, checkpoint = train.build_training(config)
     images, labels = np.random.default_rng(0).normal(0, 50, (2, 224, 224, 3)), np.array([0, 2])
     model.train_on_batch(images, labels)
@@ -158,3 +158,10 @@ def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path):
         run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
     assert "already holds a run" in one_line_error(
         run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
+
+
+@pytest.mark.parametrize("script", ["train.py", "test.py", "classify.py", "data_reader.py"])
+def test_help_shows_the_defaults(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("default") >= 3, result.stdout

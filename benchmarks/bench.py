@@ -1,0 +1,251 @@
+"""Measures what bounds an AlexNet run, in one process tree and one run: training images per second per CPU core
+through our input pipeline against a plain PIL+numpy loader on the same JPEGs, the training step in float32 and
+bf16 against dense matmuls measured alongside, and train.py end to end.
+
+    python benchmarks/bench.py --json bench.json
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+import data_reader  # noqa: E402
+
+# The generated ImageNet-like JPEGs: photographic content, 300-1600 px wide, about 500x375 on average
+IMAGES = 320
+WIDTH_MEDIAN = 480  # log-normal widths around this, clipped to WIDTH_RANGE
+WIDTH_RANGE = (300, 1600)
+JPEG_QUALITY = 90
+GRAYSCALE_FRACTION = 0.05
+
+REPEATS = 3  # every figure is the best of this many timed runs: this VM's cores swing by ~40% (measured)
+PIPELINE_BATCH = 32
+PIPELINE_EPOCHS = 4  # passes over the images in each timed run, so that pipeline start-up weighs little
+TRAIN_BATCH = 128  # the paper's
+TRAIN_STEPS = 3  # timed steps after one warm-up step
+MATMUL_SIZE = 4096
+MATMUL_REPEATS = 10
+END_TO_END_STEPS = 6  # steps in each of train.py's two epochs; the second one is timed
+
+QUICK = {"IMAGES": 24, "PIPELINE_BATCH": 8, "TRAIN_BATCH": 8, "TRAIN_STEPS": 1, "MATMUL_SIZE": 512,
+         "MATMUL_REPEATS": 2, "END_TO_END_STEPS": 2, "REPEATS": 1,
+         "PIPELINE_EPOCHS": 1}
+NOT_BUILT = None  # keys of what the project does not have yet; the README says which
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that every figure is produced")
+    parser.add_argument("--work-dir", help="where the generated JPEGs go (default: a temporary folder)")
+    parser.add_argument("--part", choices=("all", "pipeline"), default="all", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(args):
+    sizes = {name: QUICK[name] if args.quick else globals()[name] for name in QUICK}
+    with tempfile.TemporaryDirectory() as scratch:
+        data_dir = args.work_dir or os.path.join(scratch, "ILSVRC2012")
+        if args.part == "pipeline":
+            results = measure_pipelines(data_dir, sizes)
+        else:
+            make_photo_dataset(data_dir, sizes["IMAGES"])
+            results = {"cpu": cpu_name(), "cores": os.cpu_count(), **run_pinned_to_one_core(args, data_dir)}
+            results.update(measure_training(sizes))
+            results["end_to_end_img_s"] = measure_end_to_end(data_dir, scratch, sizes)
+            print_table(results)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+# ------------------------------------------------------------------------------------------------- data
+
+
+def make_photo_dataset(data_dir, images):
+    """The sample's ILSVRC2012 layout, with photograph-like JPEGs: smooth shapes at several scales plus grain."""
+    per_class = max(1, images // len(data_reader.SAMPLE_LEAVES))
+    data_reader.make_sample(data_dir, train_per_class=per_class, val_per_class=1, draw=photo_like)
+
+
+def photo_like(label, num_classes, rng):
+    """Smooth random shapes at three scales on a class tint, plus grain: JPEG-compresses like a photograph."""
+    width = int(np.clip(rng.lognormal(np.log(WIDTH_MEDIAN), 0.3), *WIDTH_RANGE))
+    height = int(width * rng.choice([0.75, 0.667, 1.0, 1.333], p=[0.6, 0.2, 0.1, 0.1]))
+    pixels = 128 + 40 * np.cos(2 * np.pi * (label / num_classes + np.array([0, 1 / 3, 2 / 3])))
+    for cells, amplitude in ((3, 50), (12, 25), (48, 15), (160, 16)):
+        grid = rng.normal(0, amplitude, (cells, cells, 3)).astype(np.float32)
+        pixels = pixels + np.stack([np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC))
+                                    for c in range(3)], axis=-1)
+    pixels = pixels + rng.normal(0, 8, pixels.shape)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+    return image.convert("L") if rng.random() < GRAYSCALE_FRACTION else image
+
+
+# ---------------------------------------------------------------------------------------------- pipelines
+
+
+def run_pinned_to_one_core(args, data_dir):
+    """The pipeline figures, measured in a child process that may use one core only, so that they are per core."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        command = [sys.executable, os.path.abspath(__file__), "--part", "pipeline", "--work-dir", data_dir,
+                   "--json", out.name] + (["--quick"] if args.quick else [])
+        subprocess.run(command, check=True, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+        return json.load(open(out.name))
+
+
+def measure_pipelines(data_dir, sizes):
+    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    paths, labels = data_reader.list_train(data_dir, synsets)
+    mean = [120.0, 115.0, 105.0]
+    batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
+    train = data_reader.train_dataset(paths, labels, mean, batch, len(paths) // batch, 0, epochs, augment="paper")
+    evaluation = data_reader.eval_dataset(paths * epochs, labels * epochs, mean, batch, crops="random", k_crops=5)
+    paths = paths * epochs
+    rng = np.random.default_rng(0)
+    results = {
+        "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
+        "pipeline_eval_img_s_per_core": best_rate(lambda: count_images(evaluation), repeats + 1),
+        "pil_img_s_per_core": best_rate(lambda: pil_reference(paths, mean, batch, rng), repeats),
+        "pipeline_prepared_img_s_per_core": NOT_BUILT,
+    }
+    results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
+    results["pipeline_speedup_vs_pil_prepared"] = NOT_BUILT
+    return results
+
+
+def best_rate(run, repeats):
+    """The best items/s of `repeats` calls of `run`, which returns how many items it did; the first call of a
+    tf.data pipeline includes its tracing and autotuning, so pipelines get one call more."""
+    rates = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        items = run()
+        rates.append(items / (time.perf_counter() - start))
+    return max(rates)
+
+
+def count_images(dataset):
+    return sum(int(images.shape[0]) for images, _ in dataset)
+
+
+def pil_reference(paths, mean, batch, rng):
+    """The same work as the training pipeline with augment=flip, the way a plain PIL+numpy loader does it."""
+    for first in range(0, len(paths) - batch + 1, batch):
+        crops = []
+        for path in paths[first:first + batch]:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                scale = data_reader.RESIZE_SHORTER / min(image.size)
+                image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
+                                     Image.BILINEAR)
+            left = rng.integers(0, image.width - data_reader.CROP_SIZE + 1)
+            top = rng.integers(0, image.height - data_reader.CROP_SIZE + 1)
+            crop = np.asarray(image.crop((left, top, left + data_reader.CROP_SIZE, top + data_reader.CROP_SIZE)),
+                              np.float32)
+            crops.append((crop[:, ::-1] if rng.random() < 0.5 else crop) - mean)
+        np.stack(crops)
+    return len(paths) // batch * batch
+
+
+# ----------------------------------------------------------------------------------------------- training
+
+
+def measure_training(sizes):
+    import tensorflow as tf
+    import alexnet
+    import train
+    results = {"train_flops_per_image": training_flops(alexnet.alexnet())}
+    for precision in ("float32", "bf16"):
+        config = {"architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
+                  "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
+                               "precision": precision}}
+        model, _, _ = train.build_training(config)
+        images = tf.random.normal((sizes["TRAIN_BATCH"], 224, 224, 3), stddev=50)
+        labels = tf.random.uniform((sizes["TRAIN_BATCH"],), 0, 1000, tf.int32)
+        model.train_on_batch(images, labels)
+        key = "fp32" if precision == "float32" else "bf16"
+
+        def train_step():
+            model.train_on_batch(images, labels)
+            return sizes["TRAIN_BATCH"]
+
+        results[f"train_{key}_img_s"] = best_rate(train_step, sizes["TRAIN_STEPS"])
+        results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf, tf.float32 if key == "fp32" else tf.bfloat16, sizes)
+        results[f"train_{key}_fraction_of_matmul_peak"] = (
+            results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"])
+    alexnet.set_precision("float32")
+    results["bf16_speedup_over_fp32"] = results["train_bf16_img_s"] / results["train_fp32_img_s"]
+    return results
+
+
+def training_flops(model):
+    """FLOPs of one training image, counted from the layer shapes: a multiply-add is 2 FLOPs; the backward pass
+    costs the forward's twice (gradients of weights and of inputs), less the input gradient of the first layer."""
+    forward, first = 0, None
+    for layer in model.layers:
+        if layer.__class__.__name__ == "Conv2D":
+            kernel_h, kernel_w, inputs_per_group, filters = layer.kernel.shape
+            _, height, width, _ = layer.output.shape
+            flops = 2 * height * width * filters * kernel_h * kernel_w * inputs_per_group
+        elif layer.__class__.__name__ == "Dense":
+            flops = 2 * int(np.prod(layer.kernel.shape))
+        else:
+            continue
+        forward += flops
+        first = flops if first is None else first
+    return 3 * forward - first
+
+
+def matmul_gflops(tf, dtype, sizes):
+    n = sizes["MATMUL_SIZE"]
+    a, b = tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32)
+    a, b = tf.cast(a, dtype), tf.cast(b, dtype)
+    matmul = tf.function(lambda x, y: tf.reduce_sum(tf.cast(tf.matmul(x, y)[0, 0], tf.float32)))
+
+    def multiply():
+        matmul(a, b).numpy()
+        return 2 * n ** 3
+
+    multiply()
+    return best_rate(multiply, sizes["MATMUL_REPEATS"]) / 1e9
+
+
+def measure_end_to_end(data_dir, scratch, sizes):
+    """images/s of train.py's second epoch, fed by the real pipeline from the generated JPEG folder."""
+    command = [sys.executable, os.path.join(ROOT, "train.py"), "-scratch", "--data-dir", data_dir,
+               "--ckpt-dir", os.path.join(scratch, "ckpt"), "--log-dir", os.path.join(scratch, "logs"),
+               "--epochs", "2", "--steps-per-epoch", str(sizes["END_TO_END_STEPS"]),
+               "--batch-size", str(sizes["PIPELINE_BATCH"]), "--save-every", str(10 ** 9)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return float(re.findall(r"images_per_second: ([\d.]+)", out)[-1])
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return re.search(r"model name\s*:\s*(.*)", f.read()).group(1)
+    except (OSError, AttributeError):  # be specific: no /proc, or no model name in it
+        return "unknown"
+
+
+def print_table(results):
+    width = max(map(len, results))
+    for key, value in results.items():
+        shown = "not built yet" if value is None else (f"{value:,.3g}" if isinstance(value, float) else value)
+        print(f"{key:<{width}}  {shown}")
+
+
+if __name__ == "__main__":
+    main(get_args_parser().parse_args())

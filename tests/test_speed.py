@@ -1,0 +1,71 @@
+"""The fast paths keep the semantics of the reference ones; the benchmark produces all its figures."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import alexnet
+import data_reader
+import train
+from conftest import ROOT
+
+
+def smooth_photo(width, height, rng):
+    """Photograph-like content: smooth shapes at two scales, a little grain."""
+    pixels = np.full((height, width, 3), 128.0)
+    for cells, amplitude in ((4, 60), (16, 25)):
+        grid = rng.normal(0, amplitude, (cells, cells, 3)).astype(np.float32)
+        pixels += np.stack([np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC))
+                            for c in range(3)], axis=-1)
+    return Image.fromarray(np.clip(pixels + rng.normal(0, 2, pixels.shape), 0, 255).astype(np.uint8))
+
+
+@pytest.mark.parametrize("width, height", [(300, 225), (500, 375), (640, 480), (1600, 1200), (257, 700),
+                                           (2000, 260), (230, 230)])
+def test_fast_jpeg_crop_matches_resize_then_crop(width, height, tmp_path):
+    rng = np.random.default_rng(width * height)
+    smooth_photo(width, height, rng).save(tmp_path / "photo.jpg", quality=95)
+    encoded = tf.io.read_file(str(tmp_path / "photo.jpg"))
+    for draw in range(10):
+        seed = tf.constant([width, draw], tf.int64)
+        fast = data_reader.random_crop_jpeg(encoded, seed).numpy()
+        reference = data_reader.random_crop_reference(encoded, seed).numpy()
+        assert fast.shape == reference.shape == (224, 224, 3)
+        # libjpeg's DCT downscaling filters unlike an antialiased bilinear resize: about 1% of the range apart
+        assert np.abs(fast - reference).mean() < 3.0, (draw, np.abs(fast - reference).mean())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision):
+    config = {"architecture": {"num_classes": 4, "groups": 1, "dropout": 0.5},
+              "settings": {"seed": 0, "lr": 0.001, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
+                           "precision": precision}}
+    try:
+        model, _, _ = train.build_training(config)
+        images = np.random.default_rng(0).normal(0, 50, (4, 224, 224, 3)).astype(np.float32)
+        losses = [model.train_on_batch(images, np.array([0, 1, 2, 3]))[0] for _ in range(2)]
+        assert model(images).dtype == tf.float32
+        assert model.get_layer("fc7").compute_dtype == alexnet.PRECISIONS[precision].split("_")[1]
+        assert all(np.isfinite(losses))
+    finally:
+        alexnet.set_precision("float32")
+
+
+def test_bench_quick_writes_every_figure(tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--json",
+                             str(tmp_path / "bench.json")], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads((tmp_path / "bench.json").read_text())
+    for key in ("pipeline_img_s_per_core", "pipeline_eval_img_s_per_core", "pil_img_s_per_core",
+                "pipeline_speedup_vs_pil", "train_fp32_img_s", "train_bf16_img_s", "train_flops_per_image",
+                "matmul_fp32_gflop_s", "matmul_bf16_gflop_s", "train_fp32_fraction_of_matmul_peak",
+                "train_bf16_fraction_of_matmul_peak", "bf16_speedup_over_fp32", "end_to_end_img_s"):
+        assert figures[key] > 0, key
+    assert figures["train_flops_per_image"] == pytest.approx(6.6e9, rel=0.05)
+    assert "pipeline_speedup_vs_pil_prepared" in figures
