@@ -130,6 +130,9 @@ def list_val(data_dir, synsets):
             files = _image_files(os.path.join(val_dir, synset.wnid))
             paths += files
             labels += [index] * len(files)
+        if not paths:
+            raise DataError(f"{val_dir} has subfolders but none named by a WNID of meta.mat holds images: "
+                            "use the flat folder of ILSVRC2012_img_val.tar, or split it by WNID")
         return paths, labels
     paths = _image_files(val_dir)
     ids = _read_ground_truth(os.path.join(data_dir, GROUND_TRUTH), len(synsets))
@@ -359,7 +362,7 @@ def train_dataset(paths, labels, mean, batch_size, steps_per_epoch, first_epoch,
 
     def load(index, epoch, position):
         path, label = tf.gather(paths, index), tf.gather(labels, index)
-        element_seed = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + tf.cast(epoch, tf.int64), position])
+        element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
         return train_crop(tf.io.read_file(path), mean, augment, element_seed), label
 
     dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_elements)
@@ -408,6 +411,8 @@ def find_unreadable(paths, what):
                         lambda: tf.shape(decode_rgb(encoded)))
         return index, shape
 
+    if not paths:
+        return []
     print(f"Checking that the {len(paths)} {what} decode ...")
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     readable = np.zeros(len(paths), bool)

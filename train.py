@@ -179,7 +179,7 @@ def get_args_parser():
                             "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)")
     parser.add_argument("--xla", action="store_true",
                         help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
-                             "this model 1.6x slower)")
+                             "its training step 1.2x slower)")
     parser.add_argument("--max-bad-images", type=int,
                         help="unreadable training images skipped before -scratch refuses the dataset "
                              f"(default: {100 * MAX_BAD_FRACTION:g}%% of the training set)")
