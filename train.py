@@ -35,6 +35,8 @@ SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; about 15 minutes
 KEEP_CHECKPOINTS = 3  # ours
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
 LOCK_NAME = "train.lock"
+STRATEGIES = ("auto", "default", "mirrored")
+CPU_REPLICAS = 2  # logical devices --strategy mirrored splits a GPU-less machine into, to exercise the path
 SEED = 0
 
 # --sample: small defaults suited to the generated sample (under 5 minutes on 2 CPU cores)
@@ -50,6 +52,19 @@ RUN_SETTINGS = ("batch_size", "lr", "momentum", "weight_decay", "dropout", "augm
 
 class DivergedError(Exception):
     """The loss became NaN or infinite."""
+
+
+class UsageError(Exception):
+    """Flags that cannot work together."""
+
+
+def value_of(variable):
+    """A scalar variable's value as a Python number, mirrored across replicas or not."""
+    return keras.ops.convert_to_numpy(variable).item()
+
+
+def global_step(model):
+    return int(value_of(model.optimizer.iterations))
 
 
 class PaperSGD(keras.optimizers.SGD):
@@ -90,10 +105,11 @@ class PlateauSchedule(keras.callbacks.Callback):
         state.wait.assign_add(1)
         if state.wait >= self.patience and state.drops < self.max_drops:
             lr = self.model.optimizer.learning_rate
-            lr.assign(lr * self.factor)
+            lr.assign(value_of(lr) * self.factor)
             state.drops.assign_add(1)
             state.wait.assign(0)
-            print(f"\nValidation loss has not improved for {self.patience} epochs: learning rate now {float(lr):.2e}")
+            print(f"\nValidation loss has not improved for {self.patience} epochs: "
+                  f"learning rate now {value_of(lr):.2e}")
 
 
 class ThroughputLogs(keras.callbacks.Callback):
@@ -109,7 +125,7 @@ class ThroughputLogs(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.images += self.batch_size
-        logs["lr"] = float(self.model.optimizer.learning_rate)
+        logs["lr"] = value_of(self.model.optimizer.learning_rate)
         logs["img/s"] = self.images / (time.perf_counter() - self.start)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -128,7 +144,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.manager, self.save_every, self.steps_per_epoch = manager, save_every, steps_per_epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        step = int(self.model.optimizer.iterations)
+        step = global_step(self.model)
         if not math.isfinite(logs["loss"]):
             raise DivergedError(f"the loss is {logs['loss']} at step {step}: training stopped; the latest checkpoint "
                                 f"({self.manager.latest_checkpoint}) is the last good one; start again with a lower "
@@ -137,7 +153,7 @@ class Checkpointer(keras.callbacks.Callback):
             self.manager.save(checkpoint_number=step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations))
+        self.manager.save(checkpoint_number=global_step(self.model))
 
 
 def get_args_parser():
@@ -180,6 +196,14 @@ def get_args_parser():
     parser.add_argument("--xla", action="store_true",
                         help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
                              "its training step 1.2x slower)")
+    parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
+                        help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, or "
+                             "--cpu-replicas logical CPUs without one); auto: mirrored with more than one GPU "
+                             "(default: auto). --batch-size is the global batch, split across the replicas; "
+                             "with a larger global batch, scale --lr with it")
+    parser.add_argument("--cpu-replicas", type=int, default=CPU_REPLICAS,
+                        help=f"logical CPU devices of --strategy mirrored on a machine without GPUs "
+                             f"(default: {CPU_REPLICAS})")
     parser.add_argument("--max-bad-images", type=int,
                         help="unreadable training images skipped before -scratch refuses the dataset "
                              f"(default: {100 * MAX_BAD_FRACTION:g}%% of the training set)")
@@ -189,7 +213,11 @@ def get_args_parser():
 
 
 def main(args):
+    strategy = make_strategy(args.strategy, args.cpu_replicas)
     settings = default_settings(args)
+    if settings["batch_size"] % strategy.num_replicas_in_sync:
+        raise UsageError(f"--batch-size {settings['batch_size']} does not split evenly across the "
+                         f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     train_files = data_reader.list_train(data_dir, synsets)
@@ -206,7 +234,7 @@ def main(args):
             config["mean"] = data_reader.compute_mean(train_files[0], seed=settings["seed"])
         alexnet.save_config(args.ckpt_dir, config)
         xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
-        model, plateau, checkpoint = build_training(config, jit_compile=xla)
+        model, plateau, checkpoint = build_training(config, jit_compile=xla, strategy=strategy)
         manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
                                              checkpoint_name=alexnet.CHECKPOINT_PREFIX)
         if args.mode == "resume":
@@ -225,6 +253,22 @@ def default_settings(args):
                 "save_every": SAMPLE_SAVE_EVERY if args.sample else SAVE_EVERY}
     return {name: default if getattr(args, name) is None else getattr(args, name)
             for name, default in defaults.items()}
+
+
+def make_strategy(name, cpu_replicas):
+    """The tf.distribute strategy; it must come before TensorFlow runs anything, since splitting the CPU into
+    logical devices is only possible then."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        name = "mirrored" if len(gpus) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if gpus:
+        return tf.distribute.MirroredStrategy()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
+    devices = [device.name for device in tf.config.list_logical_devices("CPU")]
+    return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 @contextlib.contextmanager
@@ -294,14 +338,21 @@ def continued_run(args, synsets):
     return config
 
 
-def build_training(config, jit_compile=False):
-    """The compiled model and a checkpoint of everything a resume needs: weights, momentum, step, learning rate,
-    the plateau rule's memory and the dropout RNG."""
+def build_training(config, jit_compile=False, strategy=None):
+    """The compiled model, built in the strategy's scope, and a checkpoint of everything a resume needs: weights,
+    momentum, step, learning rate, the plateau rule's memory and the dropout RNG."""
     settings = config["settings"]
+    strategy = strategy or tf.distribute.get_strategy()
     if settings["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings["seed"])
     alexnet.set_precision(settings["precision"])
+    with strategy.scope():
+        return _build_training(config, jit_compile)
+
+
+def _build_training(config, jit_compile):
+    settings = config["settings"]
     model = alexnet.alexnet(**config["architecture"])
     optimizer = PaperSGD(learning_rate=settings["lr"], momentum=settings["momentum"],
                          coupled_weight_decay=settings["weight_decay"])
@@ -312,7 +363,7 @@ def build_training(config, jit_compile=False):
                   jit_compile=jit_compile)
     model.optimizer.build(model.trainable_variables)
     plateau = PlateauSchedule()
-    dropout_rng = [layer.seed_generator.state for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    dropout_rng = [layer.seed_generator.state for layer in model.layers if hasattr(layer, "seed_generator")]
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, plateau=plateau.state,
                                      dropout_rng=dropout_rng)
     return model, plateau, checkpoint
@@ -321,7 +372,7 @@ def build_training(config, jit_compile=False):
 def restore(checkpoint, model, ckpt_dir, config):
     path = alexnet.latest_checkpoint(ckpt_dir)
     alexnet.restore(checkpoint, path)
-    step = int(model.optimizer.iterations)
+    step = global_step(model)
     print(f"Resuming from {path} at step {step} (epoch {step // config['settings']['steps_per_epoch'] + 1})")
 
 
@@ -330,7 +381,7 @@ def fit(model, config, plateau, manager, train_files, val_files, log_dir):
     of its own, so that epochs keep their boundaries and the data stream continues where it stopped."""
     settings = config["settings"]
     batch_size, steps_per_epoch, epochs = settings["batch_size"], settings["steps_per_epoch"], settings["epochs"]
-    epoch, offset = divmod(int(model.optimizer.iterations), steps_per_epoch)
+    epoch, offset = divmod(global_step(model), steps_per_epoch)
     if epoch >= epochs:
         print(f"The run has done its {epochs} epochs: pass a larger --epochs to -resume to train on")
         return
@@ -360,7 +411,7 @@ if __name__ == "__main__":
                        f"{args.ckpt_dir}\n")
     try:
         main(args)
-    except (data_reader.DataError, alexnet.CheckpointError) as error:
+    except (data_reader.DataError, alexnet.CheckpointError, UsageError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except DivergedError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")

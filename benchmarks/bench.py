@@ -170,7 +170,7 @@ def measure_training(sizes):
     for precision in ("float32", "bf16"):
         config = {"architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
                   "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
-                               "precision": precision}}
+                               "precision": precision, "batch_size": sizes["TRAIN_BATCH"]}}
         model, _, _ = train.build_training(config)
         images = tf.random.normal((sizes["TRAIN_BATCH"], 224, 224, 3), stddev=50)
         labels = tf.random.uniform((sizes["TRAIN_BATCH"],), 0, 1000, tf.int32)

@@ -77,6 +77,7 @@ def test_classify_prints_what_alexnet_saw(trained):
 def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path):
     config = {"architecture": {"num_classes": 3, "groups": 1, "dropout": 0.5},
               "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "steps_per_epoch": 4,
+                           "batch_size": 2,
                            "deterministic": False, "precision": "float32"}}
     model, plateau, checkpoint = train.build_training(config)
     images, labels = np.random.default_rng(0).normal(0, 50, (2, 224, 224, 3)), np.array([0, 2])

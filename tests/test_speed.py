@@ -44,6 +44,7 @@ def test_fast_jpeg_crop_matches_resize_then_crop(width, height, tmp_path):
 def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision):
     config = {"architecture": {"num_classes": 4, "groups": 1, "dropout": 0.5},
               "settings": {"seed": 0, "lr": 0.001, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
+                           "batch_size": 4,
                            "precision": precision}}
     try:
         model, _, _ = train.build_training(config)
