@@ -31,7 +31,7 @@ AUGMENT = "paper"  # paper §4.1: random crops, mirrors, PCA lighting; the seed 
 
 # Run keeping
 LOG_DIR = "summary"
-SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; about 15 minutes on one GPU)
+SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 KEEP_CHECKPOINTS = 3  # ours
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
 LOCK_NAME = "train.lock"
