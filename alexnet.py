@@ -155,6 +155,13 @@ def load_config(ckpt_dir):
         return json.load(f)
 
 
+def check_classes(config, wnids, ckpt_dir, data_dir):
+    """A CheckpointError unless the run was trained on exactly these classes, in this order."""
+    if [c["wnid"] for c in config["classes"]] != list(wnids):
+        raise CheckpointError(f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
+                              "pass the --data-dir it was trained on, or another --ckpt-dir")
+
+
 def latest_checkpoint(ckpt_dir):
     path = tf.train.latest_checkpoint(ckpt_dir)
     if path is None:

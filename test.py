@@ -58,9 +58,7 @@ def validation_set(args, config):
     """The validation images and labels, checked to be of the classes the run was trained on."""
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    if [s.wnid for s in synsets] != [c["wnid"] for c in config["classes"]]:
-        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than "
-                                      f"{data_dir}'s meta.mat: pass the matching --data-dir or --ckpt-dir")
+    alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     paths, labels = data_reader.list_val(data_dir, synsets)
     return paths[:args.limit], labels[:args.limit]
 

@@ -226,7 +226,7 @@ def main(args):
         if args.mode == "scratch":
             config = new_run(args, settings, synsets, data_dir, train_files, val_files)
         else:
-            config = continued_run(args, synsets)
+            config = continued_run(args, synsets, data_dir)
         train_files = data_reader.without_unreadable(*train_files, _absolute(data_dir, config["unreadable"]["train"]))
         val_files = data_reader.without_unreadable(*val_files, _absolute(data_dir, config["unreadable"]["val"]))
         if args.mode == "scratch":
@@ -320,12 +320,10 @@ def _absolute(data_dir, relative_paths):
     return [os.path.join(data_dir, path) for path in relative_paths]
 
 
-def continued_run(args, synsets):
+def continued_run(args, synsets, data_dir):
     """The run's config, checked against what this command asks; --epochs and --save-every may change."""
     config = alexnet.load_config(args.ckpt_dir)
-    if [c["wnid"] for c in config["classes"]] != [s.wnid for s in synsets]:
-        raise alexnet.CheckpointError(f"the run in {args.ckpt_dir} was trained on other classes than this "
-                                      "dataset's meta.mat: pass the --data-dir it was trained on")
+    alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     asked = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
     differing = [f"{name} {config['settings'][name]}, not {value}" for name, value in asked.items()
                  if config["settings"][name] != value]

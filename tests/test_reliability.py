@@ -149,6 +149,12 @@ def one_step_run(tiny_data, tmp_path):
 def test_bad_run_folders_are_one_line_errors(tiny_data, tmp_path, one_step_run):
     resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
     assert "has groups 1, not 2" in one_line_error(run_script(*resume, "--groups", 2))
+    other = devkit_copy(tiny_data, tmp_path)
+    synsets = scipy.io.loadmat(other / data_reader.META_MAT)["synsets"]
+    synsets["WNID"][0, 0] = np.array(["n00000042"])
+    scipy.io.savemat(other / data_reader.META_MAT, {"synsets": synsets})
+    assert "was trained on other classes than" in one_line_error(
+        run_script("test.py", "--data-dir", other, "--ckpt-dir", one_step_run))
     (tmp_path / "empty").mkdir()
     assert "no trained run" in one_line_error(run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir",
                                                          tmp_path / "empty"))
