@@ -8,6 +8,7 @@ import pytest
 import data_reader
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 @pytest.fixture(scope="session")
@@ -18,8 +19,12 @@ def tiny_data(tmp_path_factory):
     return str(out)
 
 
+def script_command(script, *args):
+    """The command line of one of the project's scripts (a path under the project root), as a user types it."""
+    return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
+
+
 def run_script(script, *args, cwd=ROOT):
-    """Runs one of the top-level scripts as a user would; returns the CompletedProcess (text, not checked)."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    """Runs one of the project's scripts as a user would; returns the CompletedProcess (text, not checked)."""
+    return subprocess.run(script_command(script, *args), cwd=cwd, env=SCRIPT_ENV, capture_output=True, text=True,
+                          timeout=900)

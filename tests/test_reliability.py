@@ -7,7 +7,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from PIL import Image
 
 import alexnet
 import data_reader
-from conftest import ROOT, run_script
+from conftest import ROOT, SCRIPT_ENV, run_script, script_command
 from test_scripts import one_line_error
 
 DECODABLE = ("gray", "cmyk", "png", "gif", "bmp")
@@ -178,26 +177,24 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
                         cwd=tmp_path)
     assert result.returncode == 1, result.stderr
     step = int(re.search(r"error: the loss is (?:nan|inf|-inf) at step (\d+)", result.stderr).group(1))
-    latest = tf.train.latest_checkpoint(str(tmp_path / "ckpt"))
-    assert latest is not None and int(latest.rsplit("-", 1)[1]) < step
+    latest = saved_step(tmp_path / "ckpt")
+    assert latest is not None and latest < step
     model, _ = alexnet.load_trained(str(tmp_path / "ckpt"))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
 
 
-def train_command(data, ckpt, *extra):
-    return [sys.executable, os.path.join(ROOT, "train.py"), *extra, "--data-dir", str(data), "--ckpt-dir", str(ckpt),
-            "--log-dir", str(ckpt) + "-logs"]
+def saved_step(ckpt):
+    """The step of the latest complete checkpoint in `ckpt` (None: no checkpoint yet)."""
+    latest = tf.train.latest_checkpoint(str(ckpt))
+    return latest and int(latest.rsplit("-", 1)[1])
 
 
-def kill_after_a_new_checkpoint(command, ckpt, after_step, rng):
-    """Starts training, waits for a checkpoint past `after_step`, then SIGKILLs it at a random moment."""
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+def kill_after_a_new_checkpoint(train_args, ckpt, after_step, rng):
+    """Starts train.py, waits for a checkpoint past `after_step`, then SIGKILLs it at a random moment."""
+    process = subprocess.Popen(script_command("train.py", *train_args), stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, text=True, env=SCRIPT_ENV)
     deadline = time.time() + 300
-    while time.time() < deadline:
-        latest = tf.train.latest_checkpoint(str(ckpt))
-        if latest and int(latest.rsplit("-", 1)[1]) > after_step:
-            break
+    while time.time() < deadline and (saved_step(ckpt) or 0) <= after_step:
         assert process.poll() is None, "training ended before it could be killed"
         time.sleep(0.05)
     time.sleep(rng.uniform(0, 1.0))
@@ -207,28 +204,28 @@ def kill_after_a_new_checkpoint(command, ckpt, after_step, rng):
     return stdout
 
 
+def assert_resumed_at(stdout, step):
+    assert re.search(rf"^Resuming from \S+ckpt-{step} at step {step} \(epoch {step // 5 + 1}\)$", stdout, re.M), stdout
+
+
 def test_killed_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_path):
     rng = random.Random()
-    settings = ("--epochs", "2", "--batch-size", "8", "--save-every", "2", "--deterministic")
-    straight = subprocess.run(train_command(tiny_data, tmp_path / "straight", "-scratch", *settings),
-                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    settings = ("--epochs", 2, "--batch-size", 8, "--save-every", 2, "--deterministic")
+    straight = run_script("train.py", "-scratch", *settings, "--data-dir", tiny_data, "--ckpt-dir",
+                          tmp_path / "straight", "--log-dir", tmp_path / "straight-logs", cwd=tmp_path)
     assert straight.returncode == 0, straight.stderr
 
     ckpt = tmp_path / "killed"
-    kill_after_a_new_checkpoint(train_command(tiny_data, ckpt, "-scratch", *settings), ckpt, 0, rng)
-    for _ in range(2):
-        saved = int(tf.train.latest_checkpoint(str(ckpt)).rsplit("-", 1)[1])
-        if _ == 0:
-            stdout = kill_after_a_new_checkpoint(train_command(tiny_data, ckpt, "-resume"), ckpt, saved, rng)
-        else:
-            finished = subprocess.run(train_command(tiny_data, ckpt, "-resume"), capture_output=True, text=True,
-                                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-            assert finished.returncode == 0, finished.stderr
-            stdout = finished.stdout
-        assert re.search(rf"^Resuming from \S+ckpt-{saved} at step {saved} \(epoch {saved // 5 + 1}\)$", stdout,
-                         re.M), stdout
+    folders = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "killed-logs")
+    kill_after_a_new_checkpoint(["-scratch", *settings, *folders], ckpt, 0, rng)
+    saved = saved_step(ckpt)
+    assert_resumed_at(kill_after_a_new_checkpoint(["-resume", *folders], ckpt, saved, rng), saved)
+    saved = saved_step(ckpt)
+    finished = run_script("train.py", "-resume", *folders, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert_resumed_at(finished.stdout, saved)
 
-    assert tf.train.latest_checkpoint(str(ckpt)).endswith("ckpt-10")
+    assert saved_step(ckpt) == 10
     straight_model, _ = alexnet.load_trained(str(tmp_path / "straight"))
     resumed_model, _ = alexnet.load_trained(str(ckpt))
     difference = max(np.abs(a - b).max() for a, b in zip(straight_model.get_weights(), resumed_model.get_weights()))

@@ -2,7 +2,6 @@
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ from PIL import Image
 import alexnet
 import data_reader
 import train
-from conftest import ROOT
+from conftest import SCRIPT_ENV, script_command
 
 
 def smooth_photo(width, height, rng):
@@ -58,9 +57,9 @@ def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision):
 
 
 def test_bench_quick_writes_every_figure(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "bench.py"), "--quick", "--json",
-                             str(tmp_path / "bench.json")], capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=600)
+    result = subprocess.run(script_command(os.path.join("benchmarks", "bench.py"), "--quick", "--json",
+                                           tmp_path / "bench.json"), capture_output=True, text=True, env=SCRIPT_ENV,
+                            timeout=600)
     assert result.returncode == 0, result.stderr
     figures = json.loads((tmp_path / "bench.json").read_text())
     for key in ("pipeline_img_s_per_core", "pipeline_eval_img_s_per_core", "pil_img_s_per_core",
