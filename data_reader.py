@@ -17,15 +17,28 @@ num_children, children, wordnet_height, num_train_images. We read ILSVRC2012_ID,
 the 1000 classes are the leaves (num_children == 0), IDs 1..1000, which are *not* in sorted-WNID order.
 Class index = ILSVRC2012_ID - 1, for the training folders and the ground-truth file alike.
 
+Prepared shards (`--prepare`, optional, once): the same images as TFRecords, re-encoded as JPEGs with the
+shorter side resized to 256, as tensorflow/models' build_imagenet_data.py writes them. `--data-dir` takes either
+folder; a prepared one is recognised by its prepared.json, written last:
+
+    PREPARED/
+        train-00000-of-01024 ... validation-00000-of-00128   tf.train.Example records: image/encoded (JPEG),
+                                                              image/class/label (our index, ID - 1),
+                                                              image/class/synset (WNID), image/filename
+        data/meta.mat, data/ILSVRC2012_validation_ground_truth.txt   copied from the source
+        prepared.json                                        shards, their record counts, classes, skipped files
+
 Preprocessing (every constant is here; test.py and classify.py use `eval_crops`, never a copy): decode to RGB,
 resize the shorter side to 256, crop 224 (random for training; random, centre or ten crops for evaluation),
 subtract the training set's per-channel mean (pixels stay on the 0..255 scale, as the seed and the paper).
 
-    python data_reader.py --make-sample ILSVRC2012-sample
+    python data_reader.py --prepare ILSVRC2012 ILSVRC2012-prepared
 """
 import argparse
 import collections
+import json
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -74,7 +87,42 @@ SAMPLE_VAL_PER_CLASS = 10
 
 META_FIELDS = ("ILSVRC2012_ID", "WNID", "words", "num_children")  # the fields we read
 
+# Prepared shards
+TRAIN_SHARDS = 1024  # tensorflow/models build_imagenet_data.py
+VAL_SHARDS = 128  # tensorflow/models build_imagenet_data.py
+SHARD_NAME = "{part}-{index:05d}-of-{count:05d}"  # tensorflow/models' names: train-00000-of-01024
+SHARD_PARTS = {"train": "train", "val": "validation"}
+PREPARED_JPEG_QUALITY = 95  # ours: keeps the re-encoding error near 1/255 a pixel (see tests)
+PREPARED_MANIFEST = "prepared.json"
+PREPARE_PLAN = "prepare-plan.json"  # what an interrupted --prepare continues
+PREPARE_SEED = 0  # spreads the classes over the training shards
+RECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
+                   "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
+
 Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
+
+
+class Split(collections.namedtuple("Split", "paths labels shard_sizes")):
+    """The images of the training or the validation set: image files and their labels (shard_sizes None), or
+    prepared TFRecord shards (paths of the shards, labels None, shard_sizes their record counts)."""
+
+    @property
+    def prepared(self):
+        return self.shard_sizes is not None
+
+    @property
+    def num_images(self):
+        return sum(self.shard_sizes) if self.prepared else len(self.paths)
+
+    def head(self, count):
+        """The first `count` images (all if None)."""
+        if count is None or count >= self.num_images:
+            return self
+        if not self.prepared:
+            return Split(self.paths[:count], self.labels[:count], None)
+        sizes = np.minimum(self.shard_sizes, np.maximum(count - np.cumsum([0, *self.shard_sizes[:-1]]), 0))
+        kept = [i for i, size in enumerate(sizes) if size]
+        return Split([self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept])
 
 
 class DataError(Exception):
@@ -165,6 +213,24 @@ def _image_files(folder):
         return []
     return sorted(entry.path for entry in os.scandir(folder)
                   if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def read_split(data_dir, synsets, part):
+    """The "train" or "val" Split of a dataset folder in the ILSVRC2012 layout or of prepared shards."""
+    manifest_path = os.path.join(data_dir, PREPARED_MANIFEST)
+    if not os.path.isfile(manifest_path):
+        return Split(*(list_train if part == "train" else list_val)(data_dir, synsets), None)
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    if manifest["classes"] != [s.wnid for s in synsets]:
+        raise DataError(f"{manifest_path} lists other classes than {os.path.join(data_dir, META_MAT)}: "
+                        "prepare the shards again from the dataset")
+    paths = [os.path.join(data_dir, name) for name in manifest[part]["shards"]]
+    missing = [path for path in paths if not os.path.isfile(path)]
+    if missing:
+        raise DataError(f"{len(missing)} prepared shards are missing, e.g. {missing[0]}: run "
+                        f"`python data_reader.py --prepare SOURCE {data_dir}` again")
+    return Split(paths, None, manifest[part]["sizes"])
 
 
 def resolve_data_dir(data_dir, sample):
@@ -286,14 +352,17 @@ def random_crop_jpeg(encoded, seed):
                                                   ratio=ratio)
 
     window = tf.switch_case(ratio_index, [decode_at(ratio) for ratio in JPEG_RATIOS])
-    return tf.image.resize(window, [CROP_SIZE, CROP_SIZE], antialias=True)
+    # The DCT scaling leaves a factor below 2, where bilinear needs no antialiasing (which costs 3x the decode);
+    # prepared images need no resize at all.
+    return tf.cond(tf.reduce_all(tf.shape(window)[:2] == CROP_SIZE), lambda: tf.cast(window, tf.float32),
+                   lambda: tf.image.resize(window, [CROP_SIZE, CROP_SIZE]))
 
 
-def pca_lighting(image, seed, stddev=PCA_STDDEV):
-    """Adds eigenvectors * (alpha * eigenvalues), alpha ~ N(0, stddev), to every pixel (0..255 scale)."""
+def pca_lighting_offset(seed, stddev=PCA_STDDEV):
+    """The RGB offset of the paper's lighting noise: eigenvectors * (alpha * eigenvalues), alpha ~ N(0, stddev),
+    on the 0..255 scale; it is added to every pixel."""
     alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
-    offset = tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES)) * 255.0
-    return image + offset
+    return tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES)) * 255.0
 
 
 def train_crop(encoded, mean, augment, seed):
@@ -301,11 +370,16 @@ def train_crop(encoded, mean, augment, seed):
     seeds = tf.random.experimental.stateless_split(seed, 3)
     image = tf.cond(tf.io.is_jpeg(encoded), lambda: random_crop_jpeg(encoded, seeds[0]),
                     lambda: random_crop_reference(encoded, seeds[0]))
-    if augment in ("flip", "paper"):
-        image = tf.image.stateless_random_flip_left_right(image, seeds[1])
-    if augment == "paper":
-        image = pca_lighting(image, seeds[2])
-    return image - mean
+    mirror = augment in ("flip", "paper") and tf.random.stateless_uniform([], seeds[1]) < 0.5
+    offset = pca_lighting_offset(seeds[2]) - mean if augment == "paper" else -mean
+    return _mirrored_and_offset(image, mirror, offset)
+
+
+# XLA makes the mirror and the offset one pass over the pixels: TF's own broadcasting add of a per-channel offset
+# costs as much as decoding the crop (measured: the training pipeline runs 1.5x faster).
+@tf.function(jit_compile=True)
+def _mirrored_and_offset(images, mirror, offset):
+    return tf.where(mirror, tf.reverse(images, [-2]), images) + offset
 
 
 def eval_crops(encoded, mean, crops, k_crops, seed):
@@ -323,7 +397,7 @@ def eval_crops(encoded, mean, crops, k_crops, seed):
         patches = corners + [tf.image.flip_left_right(patch) for patch in corners]
     else:
         raise ValueError(f"crops must be one of {EVAL_CROPS}, not {crops!r}")
-    return tf.stack(patches) - mean
+    return _mirrored_and_offset(tf.stack(patches), False, -mean)
 
 
 def crops_per_image(crops, k_crops):
@@ -343,76 +417,157 @@ def _crop_at(image, fy, fx, image_extent):
 # ------------------------------------------------------------------------------------------ pipelines
 
 
-def train_dataset(paths, labels, mean, batch_size, steps_per_epoch, first_epoch, epochs, augment="paper",
-                  seed=0, skip_batches=0):
-    """Batches for epochs first_epoch..epochs-1, each epoch a fresh permutation drawn from (seed, epoch), every
-    random choice seeded by (seed, epoch, position): the stream is a function of the step alone, so a resumed run
-    skips `skip_batches` of its first epoch and sees exactly what an uninterrupted run would have seen."""
-    num_images = len(paths)
-    per_epoch = steps_per_epoch * batch_size
+def train_elements(split, batch_size, steps_per_epoch, first_epoch, epochs, seed=0, skip_batches=0, pipeline=0,
+                   pipelines=1):
+    """What a training pipeline reads, before decoding: (image file path or prepared JPEG, label, epoch, position
+    in the epoch). Each epoch is a fresh order drawn from (seed, epoch): the stream is a function of the step alone,
+    so a resumed run skips `skip_batches` of its first epoch and sees exactly what an uninterrupted run would have
+    seen. Of P input pipelines (one a worker), pipeline p decodes its 1/P of every batch: each image is read once
+    an epoch, and the run is the same for any number of workers (prepared shards are read by all of them, but
+    each record is decoded by one)."""
+    stream = (_shard_stream if split.prepared else _file_stream)(
+        split, steps_per_epoch * batch_size, first_epoch, epochs, seed, skip_batches * batch_size)
+    if pipelines == 1:
+        return stream
+    share = batch_size // pipelines
+    return (stream.batch(batch_size)
+            .map(lambda *batch: tuple(part[pipeline * share:(pipeline + 1) * share] for part in batch))
+            .unbatch())
+
+
+def _file_stream(split, per_epoch, first_epoch, epochs, seed, skip):
+    num_images = split.num_images
     passes = -(-per_epoch // num_images)
-    paths, labels = tf.constant(paths), tf.constant(labels, tf.int32)
-    mean = tf.constant(mean, tf.float32)
+    paths, labels = tf.constant(split.paths), tf.constant(split.labels, tf.int32)
 
     def epoch_elements(epoch):
         order = tf.concat([tf.random.experimental.stateless_shuffle(tf.range(num_images), [seed, epoch * passes + p])
                            for p in range(passes)], axis=0)[:per_epoch]
-        positions = tf.range(per_epoch, dtype=tf.int64)
-        return tf.data.Dataset.from_tensor_slices((order, tf.fill([per_epoch], epoch), positions))
+        return tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(labels, order),
+                                                   tf.fill([per_epoch], epoch), tf.range(per_epoch, dtype=tf.int64)))
 
-    def load(index, epoch, position):
-        path, label = tf.gather(paths, index), tf.gather(labels, index)
+    return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_elements).skip(skip)
+
+
+def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
+    """The prepared shards' records in the order of `_shard_plan`, one whole shard read at a time."""
+    paths, sizes = tf.constant(split.paths), tf.constant(split.shard_sizes, tf.int64)
+
+    def shard_slice(shard, order_seed, start, end, epoch, position):
+        size = tf.gather(sizes, shard)
+        records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
+        parsed = tf.io.parse_example(tf.gather(records, order), RECORD_FEATURES)
+        return tf.data.Dataset.from_tensor_slices((parsed["image/encoded"],
+                                                   tf.cast(parsed["image/class/label"], tf.int32),
+                                                   tf.fill([end - start], epoch), position + tf.range(end - start)))
+
+    plan = _shard_plan(split.shard_sizes, per_epoch, first_epoch, epochs, seed, skip)
+    return tf.data.Dataset.from_tensor_slices(plan).flat_map(shard_slice)
+
+
+def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip):
+    """Slices of shards in reading order, as arrays (shard, record order seed (2), start, end, epoch, position):
+    an epoch reads `per_epoch` records, the shards in an order drawn from (seed, epoch, pass), each shard's records
+    in an order drawn from (seed, epoch, pass, shard); the first `skip` records are left out."""
+    rows = []
+    for epoch in range(first_epoch, epochs):
+        taken, passes = 0, 0
+        while taken < per_epoch:
+            for shard in np.random.default_rng([seed, epoch, passes]).permutation(len(shard_sizes)):
+                count = min(shard_sizes[shard], per_epoch - taken)
+                if count > 0:
+                    order_seed = np.random.default_rng([seed, epoch, passes, shard]).integers(2 ** 62)
+                    rows.append([shard, seed, order_seed, 0, count, epoch, taken])
+                    taken += count
+            passes += 1
+    for row in rows:
+        cut = min(skip, row[4] - row[3])
+        row[3] += cut
+        row[6] += cut
+        skip -= cut
+    rows = np.array([row for row in rows if row[4] > row[3]], np.int64).reshape(-1, 7)
+    return rows[:, 0], rows[:, 1:3], rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
+
+
+def train_dataset(split, mean, batch_size, steps_per_epoch, first_epoch, epochs, augment="paper", seed=0,
+                  skip_batches=0, pipeline=0, pipelines=1, replica_batch_size=None):
+    """Batches of `replica_batch_size` (default: the pipeline's share of `batch_size`, the global batch) of
+    `train_elements`, decoded, cropped and augmented with seeds from (seed, epoch, position)."""
+    mean = tf.constant(mean, tf.float32)
+    fetch = tf.identity if split.prepared else tf.io.read_file
+
+    def load(item, label, epoch, position):
         element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
-        return train_crop(tf.io.read_file(path), mean, augment, element_seed), label
+        return train_crop(fetch(item), mean, augment, element_seed), label
 
-    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_elements)
-    return (dataset.skip(skip_batches * batch_size)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=True)
+    elements = train_elements(split, batch_size, steps_per_epoch, first_epoch, epochs, seed, skip_batches, pipeline,
+                              pipelines)
+    return (elements.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+            .batch(replica_batch_size or batch_size // pipelines, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def eval_dataset(paths, labels, mean, batch_size, crops="center", k_crops=1, seed=0):
-    """Batches of (images (B, K, 224, 224, 3), labels), in file order."""
+def _encoded_images(split):
+    """(encoded image, label) of every image of `split`, in stored order."""
+    if split.prepared:
+        def parse(record):
+            parsed = tf.io.parse_single_example(record, RECORD_FEATURES)
+            return parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32)
+
+        return tf.data.TFRecordDataset(split.paths).take(split.num_images).map(parse)
+    return tf.data.Dataset.from_tensor_slices((split.paths, split.labels)).map(
+        lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def eval_dataset(split, mean, batch_size, crops="center", k_crops=1, seed=0):
+    """Batches of (images (B, K, 224, 224, 3), labels), in stored order."""
     mean = tf.constant(mean, tf.float32)
     k = crops_per_image(crops, k_crops)
 
-    def load(index, path, label):
-        images = eval_crops(tf.io.read_file(path), mean, crops, k, tf.stack([tf.cast(seed, tf.int64), index]))
-        return images, label
+    def load(index, item):
+        encoded, label = item
+        return eval_crops(encoded, mean, crops, k, tf.stack([tf.cast(seed, tf.int64), index])), label
 
-    return (tf.data.Dataset.from_tensor_slices((paths, labels)).enumerate()
-            .map(lambda index, item: load(index, *item), num_parallel_calls=tf.data.AUTOTUNE)
+    return (_encoded_images(split).enumerate()
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
             .batch(batch_size)
             .prefetch(tf.data.AUTOTUNE))
 
 
-def compute_mean(paths, max_images=MEAN_MAX_IMAGES, seed=0):
-    """Per-channel mean of the centre 224 crops of up to `max_images` randomly chosen training images."""
-    chosen = np.random.default_rng(seed).permutation(len(paths))[:max_images]
-    dataset = (tf.data.Dataset.from_tensor_slices([paths[i] for i in chosen])
-               .map(lambda path: tf.reduce_mean(eval_crops(tf.io.read_file(path), 0.0, "center", 1, [0, 0]),
-                                                axis=(0, 1, 2)), num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(256))
-    progress = keras.utils.Progbar(len(chosen), unit_name="image")
+def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0):
+    """Per-channel mean of the centre 224 crops of up to `max_images` randomly chosen training images (prepared
+    training shards hold the images in random order: their first ones are a random choice)."""
+    if split.prepared:
+        images = _encoded_images(split).take(max_images).map(lambda encoded, label: encoded)
+        count = min(max_images, split.num_images)
+    else:
+        chosen = np.random.default_rng(seed).permutation(split.num_images)[:max_images]
+        images = tf.data.Dataset.from_tensor_slices([split.paths[i] for i in chosen]).map(tf.io.read_file)
+        count = len(chosen)
+    dataset = images.map(lambda encoded: tf.reduce_mean(eval_crops(encoded, 0.0, "center", 1, [0, 0]), axis=(0, 1, 2)),
+                         num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+    progress = keras.utils.Progbar(count, unit_name="image")
     total = np.zeros(3)
     for channel_means in dataset:
         total += channel_means.numpy().sum(axis=0)
         progress.add(len(channel_means))
-    return (total / len(chosen)).tolist()
+    return (total / count).tolist()
 
 
-def find_unreadable(paths, what):
-    """The files among `paths` that do not decode as images (truncated, empty, not an image at all), in one
-    parallel decoding pass: JPEGs at 1/8 scale, which still reads all of their data, the rest fully."""
+def find_unreadable(split, what):
+    """The files of `split` that do not decode as images (truncated, empty, not an image at all), in one parallel
+    decoding pass: JPEGs at 1/8 scale, which still reads all of their data, the rest fully. Prepared shards hold
+    only images that decoded when they were prepared."""
     def decodes(index, path):
         encoded = tf.io.read_file(path)
         shape = tf.cond(tf.io.is_jpeg(encoded), lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
                         lambda: tf.shape(decode_rgb(encoded)))
         return index, shape
 
-    if not paths:
+    if split.prepared or not split.paths:
         return []
+    paths = split.paths
     print(f"Checking that the {len(paths)} {what} decode ...")
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     readable = np.zeros(len(paths), bool)
@@ -425,13 +580,15 @@ def find_unreadable(paths, what):
     return [path for path, ok in zip(paths, readable) if not ok]
 
 
-def without_unreadable(paths, labels, unreadable):
-    """(paths, labels) less the unreadable files, each named once in a warning."""
+def without_unreadable(split, unreadable):
+    """`split` less the unreadable files, each named once in a warning."""
     for path in unreadable:
         print(f"warning: skipping unreadable image {path}")
+    if not unreadable:
+        return split
     skip = set(unreadable)
-    kept = [(path, label) for path, label in zip(paths, labels) if path not in skip]
-    return [path for path, _ in kept], [label for _, label in kept]
+    kept = [(path, label) for path, label in zip(split.paths, split.labels) if path not in skip]
+    return Split([path for path, _ in kept], [label for _, label in kept], None)
 
 
 def load_image_crops(path, mean, crops, k_crops, seed=0):
@@ -455,21 +612,162 @@ def _pillow_rgb(path):
         raise DataError(f"cannot read {path} as an image ({error}): give a JPEG, PNG, GIF or BMP file") from None
 
 
+# ------------------------------------------------------------------------------------------ prepared shards
+
+
+def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARDS):
+    """Writes the images of `source_dir` (ILSVRC2012 layout) into `out_dir` as prepared shards (layout above),
+    unreadable images skipped and named. Resumable: the plan is kept in `out_dir`, every shard is written under a
+    temporary name and renamed when complete, and a call after an interruption writes only the shards missing."""
+    if os.path.isfile(os.path.join(out_dir, PREPARED_MANIFEST)):
+        print(f"{out_dir} already holds the prepared shards")
+        return
+    synsets = load_synsets(os.path.join(source_dir, META_MAT))
+    plan = _prepare_plan(source_dir, synsets, train_shards, val_shards)
+    os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
+    done = _resume_preparation(out_dir, plan)
+    for name in (META_MAT, GROUND_TRUTH):
+        if os.path.isfile(os.path.join(source_dir, name)):
+            shutil.copyfile(os.path.join(source_dir, name), os.path.join(out_dir, name))
+    shards = [(name, entries) for part in SHARD_PARTS for name, entries in plan[part]]
+    print(f"Preparing {sum(len(entries) for _, entries in shards)} images into {len(shards)} shards in {out_dir} "
+          f"({len(done)} shards were already written) ...")
+    progress = keras.utils.Progbar(sum(len(entries) for _, entries in shards), unit_name="image")
+    progress.add(sum(len(entries) for name, entries in shards if name in done))
+    with open(os.path.join(out_dir, PREPARE_PLAN + "l"), "a") as log:
+        for name, entries in shards:
+            if name not in done:
+                done[name] = _write_shard(source_dir, entries, synsets, os.path.join(out_dir, name), progress)
+                log.write(json.dumps({"shard": name, "unreadable": done[name]}) + "\n")
+                log.flush()
+    manifest = {"source": os.path.abspath(source_dir), "classes": [s.wnid for s in synsets],
+                "resize_shorter": RESIZE_SHORTER, "jpeg_quality": PREPARED_JPEG_QUALITY,
+                **{part: {"shards": [name for name, _ in plan[part]],
+                          "sizes": [len(entries) - len(done[name]) for name, entries in plan[part]],
+                          "unreadable": [path for name, _ in plan[part] for path in done[name]]}
+                   for part in SHARD_PARTS}}
+    _write_json(os.path.join(out_dir, PREPARED_MANIFEST), manifest)
+    for name in (PREPARE_PLAN, PREPARE_PLAN + "l"):
+        os.remove(os.path.join(out_dir, name))
+    print(f"Prepared {sum(manifest['train']['sizes'])} training and {sum(manifest['val']['sizes'])} validation "
+          f"images in {out_dir}; train with --data-dir {out_dir}")
+
+
+def _prepare_plan(source_dir, synsets, train_shards, val_shards):
+    """Which images go into which shard, as (shard name, [(path relative to source_dir, label), ...]) for "train"
+    and "val": training images shuffled so that every shard holds all classes, validation images in order."""
+    plan = {}
+    for part, shards in (("train", train_shards), ("val", val_shards)):
+        paths, labels = (list_train if part == "train" else list_val)(source_dir, synsets)
+        order = np.random.default_rng(PREPARE_SEED).permutation(len(paths)) if part == "train" else range(len(paths))
+        entries = [(os.path.relpath(paths[i], source_dir), labels[i]) for i in order]
+        count = min(shards, len(entries))
+        plan[part] = [(SHARD_NAME.format(part=SHARD_PARTS[part], index=index, count=count), chunk)
+                      for index, chunk in enumerate(_chunks(entries, count))]
+    return json.loads(json.dumps(plan))
+
+
+def _chunks(items, count):
+    bounds = np.linspace(0, len(items), count + 1).round().astype(int)
+    return [items[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
+
+
+def _resume_preparation(out_dir, plan):
+    """The shards an earlier call completed, with their unreadable files; refuses another preparation's folder."""
+    plan_path = os.path.join(out_dir, PREPARE_PLAN)
+    if not os.path.isfile(plan_path):
+        _write_json(plan_path, plan)
+        return {}
+    with open(plan_path) as f:
+        if json.load(f) != plan:
+            raise DataError(f"{out_dir} holds an unfinished preparation of other images or shard counts: remove it, "
+                            "or choose another OUT_DIR")
+    done, log_path = {}, os.path.join(out_dir, PREPARE_PLAN + "l")
+    if not os.path.isfile(log_path):
+        return done
+    with open(log_path) as log:
+        for line in log:
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:  # be specific: the line being written when the run was killed
+                continue
+            if os.path.isfile(os.path.join(out_dir, entry["shard"])):
+                done[entry["shard"]] = entry["unreadable"]
+    return done
+
+
+def _write_shard(source_dir, entries, synsets, path, progress):
+    """One shard: every image decoded, resized to shorter side 256, encoded as JPEG; returns the unreadable ones."""
+    def encode(index, file_path):
+        image = resize_shorter_side(decode_rgb(tf.io.read_file(file_path)))
+        pixels = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+        return index, tf.io.encode_jpeg(pixels, quality=PREPARED_JPEG_QUALITY), tf.shape(pixels)[:2]
+
+    written = set()
+    images = (tf.data.Dataset.from_tensor_slices([os.path.join(source_dir, rel) for rel, _ in entries]).enumerate()
+              .map(encode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().prefetch(tf.data.AUTOTUNE))
+    with tf.io.TFRecordWriter(path + ".tmp") as writer:
+        for index, encoded, (height, width) in images.as_numpy_iterator():
+            relative_path, label = entries[index]
+            writer.write(_example(encoded, label, synsets[label].wnid, relative_path, height, width))
+            written.add(int(index))
+            progress.add(1)
+    os.replace(path + ".tmp", path)
+    unreadable = [rel for i, (rel, _) in enumerate(entries) if i not in written]
+    for rel in unreadable:
+        print(f"\nwarning: skipping unreadable image {os.path.join(source_dir, rel)}")
+    progress.add(len(unreadable))
+    return unreadable
+
+
+def _example(encoded, label, wnid, filename, height, width):
+    def feature(value):
+        if isinstance(value, bytes):
+            return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+
+    return tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": feature(encoded), "image/format": feature(b"JPEG"), "image/class/label": feature(label),
+        "image/class/synset": feature(wnid.encode()), "image/filename": feature(filename.encode()),
+        "image/height": feature(height), "image/width": feature(width)})).SerializeToString()
+
+
+def _write_json(path, value):
+    with open(path + ".tmp", "w") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
+
+
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--make-sample", metavar="OUT_DIR", required=True,
-                        help="write the sample dataset in the ILSVRC2012 layout into OUT_DIR")
-    parser.add_argument("--train-per-class", type=int, default=SAMPLE_TRAIN_PER_CLASS, help="training images a class")
-    parser.add_argument("--val-per-class", type=int, default=SAMPLE_VAL_PER_CLASS, help="validation images a class")
-    parser.add_argument("--seed", type=int, default=0, help="random seed of the drawings")
+    task = parser.add_mutually_exclusive_group(required=True)
+    task.add_argument("--make-sample", metavar="OUT_DIR",
+                      help="write the sample dataset in the ILSVRC2012 layout into OUT_DIR")
+    task.add_argument("--prepare", nargs=2, metavar=("ILSVRC2012", "OUT_DIR"),
+                      help="write the dataset's images as TFRecord shards of 256-pixel JPEGs into OUT_DIR, for "
+                           "train.py and test.py --data-dir OUT_DIR; continues an interrupted run")
+    parser.add_argument("--train-shards", type=int, default=TRAIN_SHARDS, help="training shards of --prepare")
+    parser.add_argument("--val-shards", type=int, default=VAL_SHARDS, help="validation shards of --prepare")
+    parser.add_argument("--train-per-class", type=int, default=SAMPLE_TRAIN_PER_CLASS,
+                        help="training images a class of --make-sample")
+    parser.add_argument("--val-per-class", type=int, default=SAMPLE_VAL_PER_CLASS,
+                        help="validation images a class of --make-sample")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the sample's drawings")
     return parser
 
 
 def main(args):
-    make_sample(args.make_sample, args.train_per_class, args.val_per_class, args.seed)
-    print(f"Sample dataset written to {args.make_sample}")
+    if args.prepare:
+        prepare(*args.prepare, args.train_shards, args.val_shards)
+    else:
+        make_sample(args.make_sample, args.train_per_class, args.val_per_class, args.seed)
+        print(f"Sample dataset written to {args.make_sample}")
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    parser = get_args_parser()
+    try:
+        main(parser.parse_args())
+    except DataError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")

@@ -24,7 +24,7 @@ def get_args_parser():
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
-                        help=f"ILSVRC2012 folder ({data_reader.SAMPLE_DIR} with --sample)")
+                        help=f"ILSVRC2012 folder, or its prepared shards ({data_reader.SAMPLE_DIR} with --sample)")
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
     parser.add_argument("--crops", choices=data_reader.EVAL_CROPS, default=CROPS,
@@ -42,11 +42,12 @@ def get_args_parser():
 def main(args):
     alexnet.set_precision(args.precision)
     model, config = alexnet.load_trained(args.ckpt_dir)
-    paths, labels = validation_set(args, config)
-    unreadable = data_reader.find_unreadable(paths, "validation images")
-    results = evaluate(model, config, *data_reader.without_unreadable(paths, labels, unreadable), args)
-    results["images_total"] = len(paths)
-    print(f"Evaluated {results['images']} of {len(paths)} validation images ({len(unreadable)} unreadable, skipped)")
+    split = validation_set(args, config)
+    unreadable = data_reader.find_unreadable(split, "validation images")
+    results = evaluate(model, config, data_reader.without_unreadable(split, unreadable), args)
+    results["images_total"] = split.num_images
+    print(f"Evaluated {results['images']} of {split.num_images} validation images "
+          f"({len(unreadable)} unreadable, skipped)")
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
     print(f"Top-{args.top_k} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
     if args.json:
@@ -59,26 +60,25 @@ def validation_set(args, config):
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    paths, labels = data_reader.list_val(data_dir, synsets)
-    return paths[:args.limit], labels[:args.limit]
+    return data_reader.read_split(data_dir, synsets, "val").head(args.limit)
 
 
-def evaluate(model, config, paths, labels, args):
+def evaluate(model, config, split, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
-    if not paths:
+    if not split.num_images:
         raise data_reader.DataError(f"no readable validation image in {args.data_dir}")
     k = data_reader.crops_per_image(args.crops, args.k_crops)
-    print(f"Evaluating {len(paths)} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
+    print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)
     averaged.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
                               keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk")],
                      jit_compile=False)
-    dataset = data_reader.eval_dataset(paths, labels, config["mean"], args.batch_size, args.crops, k, args.seed)
+    dataset = data_reader.eval_dataset(split, config["mean"], args.batch_size, args.crops, k, args.seed)
     metrics = averaged.evaluate(dataset, return_dict=True)
     return {"top1": float(metrics["top1"]), "topk": float(metrics["topk"]), "k": args.top_k,
             "loss": float(metrics["loss"]),
-            "images": len(paths), "crops": args.crops, "k_crops": k, "checkpoint": alexnet.latest_checkpoint(
+            "images": split.num_images, "crops": args.crops, "k_crops": k, "checkpoint": alexnet.latest_checkpoint(
                 args.ckpt_dir)}
 
 

@@ -7,9 +7,13 @@ import argparse
 import contextlib
 import fcntl
 import glob
+import json
 import math
 import os
+import shutil
+import tempfile
 import time
+import types
 
 import keras
 import numpy as np
@@ -35,7 +39,7 @@ SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an Im
 KEEP_CHECKPOINTS = 3  # ours
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
 LOCK_NAME = "train.lock"
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 CPU_REPLICAS = 2  # logical devices --strategy mirrored splits a GPU-less machine into, to exercise the path
 SEED = 0
 
@@ -164,7 +168,7 @@ def get_args_parser():
     mode.add_argument("-resume", "--resume", dest="mode", action="store_const", const="resume",
                       help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings")
     parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
-                        help=f"ILSVRC2012 folder (default: {data_reader.DATA_DIR}; "
+                        help=f"ILSVRC2012 folder, or its prepared shards (default: {data_reader.DATA_DIR}; "
                              f"{data_reader.SAMPLE_DIR} with --sample)")
     parser.add_argument("--sample", action="store_true",
                         help="train on the generated sample dataset (made on first use) with small defaults")
@@ -198,9 +202,10 @@ def get_args_parser():
                              "its training step 1.2x slower)")
     parser.add_argument("--strategy", choices=STRATEGIES, default="auto",
                         help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, or "
-                             "--cpu-replicas logical CPUs without one); auto: mirrored with more than one GPU "
-                             "(default: auto). --batch-size is the global batch, split across the replicas; "
-                             "with a larger global batch, scale --lr with it")
+                             "--cpu-replicas logical CPUs without one), multi-worker (several machines, from "
+                             "TF_CONFIG or Slurm; README); auto: multi-worker when TF_CONFIG is set, mirrored with "
+                             "more than one GPU (default: auto). --batch-size is the global batch, split across the "
+                             "replicas; with a larger global batch, scale --lr with it")
     parser.add_argument("--cpu-replicas", type=int, default=CPU_REPLICAS,
                         help=f"logical CPU devices of --strategy mirrored on a machine without GPUs "
                              f"(default: {CPU_REPLICAS})")
@@ -218,28 +223,30 @@ def main(args):
     if settings["batch_size"] % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch-size {settings['batch_size']} does not split evenly across the "
                          f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
+    print(f"tf.distribute: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+          + ("" if is_chief(strategy) else "; the chief writes the run"))
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    train_files = data_reader.list_train(data_dir, synsets)
-    val_files = data_reader.list_val(data_dir, synsets)
-    with run_lock(args.ckpt_dir):
+    train_split = data_reader.read_split(data_dir, synsets, "train")
+    val_split = data_reader.read_split(data_dir, synsets, "val")
+    with worker_folders(args, strategy) as (ckpt_dir, log_dir), run_lock(ckpt_dir):
         if args.mode == "scratch":
-            config = new_run(args, settings, synsets, data_dir, train_files, val_files)
+            config = new_run(args, settings, synsets, data_dir, train_split, val_split, write=is_chief(strategy))
         else:
             config = continued_run(args, synsets, data_dir)
-        train_files = data_reader.without_unreadable(*train_files, _absolute(data_dir, config["unreadable"]["train"]))
-        val_files = data_reader.without_unreadable(*val_files, _absolute(data_dir, config["unreadable"]["val"]))
+        train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
+        val_split = data_reader.without_unreadable(val_split, _absolute(data_dir, config["unreadable"]["val"]))
         if args.mode == "scratch":
             print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
-            config["mean"] = data_reader.compute_mean(train_files[0], seed=settings["seed"])
-        alexnet.save_config(args.ckpt_dir, config)
+            config["mean"] = data_reader.compute_mean(train_split, seed=settings["seed"])
+        alexnet.save_config(ckpt_dir, config)
         xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
         model, plateau, checkpoint = build_training(config, jit_compile=xla, strategy=strategy)
-        manager = tf.train.CheckpointManager(checkpoint, args.ckpt_dir, KEEP_CHECKPOINTS,
+        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, KEEP_CHECKPOINTS,
                                              checkpoint_name=alexnet.CHECKPOINT_PREFIX)
         if args.mode == "resume":
             restore(checkpoint, model, args.ckpt_dir, config)
-        fit(model, config, plateau, manager, train_files, val_files, args.log_dir)
+        fit(model, config, plateau, manager, train_split, val_split, log_dir, strategy)
 
 
 def default_settings(args):
@@ -257,18 +264,92 @@ def default_settings(args):
 
 def make_strategy(name, cpu_replicas):
     """The tf.distribute strategy; it must come before TensorFlow runs anything, since splitting the CPU into
-    logical devices is only possible then."""
+    logical devices and joining a cluster are only possible then."""
     gpus = tf.config.list_physical_devices("GPU")
     if name == "auto":
-        name = "mirrored" if len(gpus) > 1 else "default"
+        name = "multi-worker" if os.environ.get("TF_CONFIG") else "mirrored" if len(gpus) > 1 else "default"
     if name == "default":
         return tf.distribute.get_strategy()
+    if name == "multi-worker":
+        return multi_worker_strategy()
     if gpus:
         return tf.distribute.MirroredStrategy()
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
     devices = [device.name for device in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices, cross_device_ops=tf.distribute.ReductionToOneDevice())
+
+
+def multi_worker_strategy():
+    """MultiWorkerMirroredStrategy over the cluster of TF_CONFIG, or of the Slurm job train.py runs in."""
+    if os.environ.get("TF_CONFIG"):
+        try:
+            json.loads(os.environ["TF_CONFIG"])["cluster"]
+        except (ValueError, KeyError, TypeError) as error:  # be specific: not JSON, or no cluster in it
+            raise UsageError(f"TF_CONFIG is not a cluster description ({error}): see README, Scaling out") from None
+        resolver = None
+    elif "SLURM_PROCID" in os.environ:
+        resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
+    else:
+        raise UsageError("--strategy multi-worker needs TF_CONFIG, or a Slurm job (srun): see README, Scaling out")
+    strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    _mend_keras_multi_worker_reduction()
+    return strategy
+
+
+def _mend_keras_multi_worker_reduction():
+    """Keras 3.15 averages the step's logs across workers with strategy.reduce(..., axis=0), which fails on
+    scalars (keras-team/keras#20585); the logs are replica-synchronised metric results, so a plain mean is right.
+    Only this strategy needs Keras's private trainer module, so only it imports it."""
+    from keras.src.backend.tensorflow import trainer as keras_tf_trainer
+
+    keras_reduce = keras_tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean"):
+            return tf.nest.map_structure(lambda value: strategy.reduce("MEAN", value, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    keras_tf_trainer.reduce_per_replica = reduce_per_replica
+
+
+def _build_on_a_local_batch(model):
+    """Keras 3.15 builds the model on a batch reduced across workers, which MultiWorkerMirroredStrategy refuses for
+    (images, labels) pairs (keras-team/keras#20585); this builds it on this worker's first replica's batch."""
+    def maybe_symbolic_build(self, iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tf.nest.map_structure(
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0], next(batches))
+                break
+        with self.distribute_strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
+
+
+def is_chief(strategy):
+    """Whether this process writes the run: always without a cluster; the chief, or worker 0 without one, in it."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    if resolver.task_type == "chief":
+        return True
+    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
+
+
+@contextlib.contextmanager
+def worker_folders(args, strategy):
+    """The run and TensorBoard folders this process writes: the real ones on the chief; on the other workers,
+    which must save too (saving is a collective operation), temporary ones, removed however the run ends."""
+    if is_chief(strategy):
+        yield args.ckpt_dir, args.log_dir
+        return
+    scratch = tempfile.mkdtemp(prefix="alexnet-worker-")
+    try:
+        yield os.path.join(scratch, "ckpt"), os.path.join(scratch, "logs")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -285,23 +366,25 @@ def run_lock(ckpt_dir):
         yield
 
 
-def new_run(args, settings, synsets, data_dir, train_files, val_files):
-    """The config of a new run, less its mean: refuses to train over an existing run unless --overwrite, and
-    finds the unreadable images once, so that the run and its resumes train on the same files."""
+def new_run(args, settings, synsets, data_dir, train_split, val_split, write=True):
+    """The config of a new run, less its mean: refuses to train over an existing run unless --overwrite (`write`:
+    this process writes the run, the chief of a cluster), and finds the unreadable images once, so that the run
+    and its resumes train on the same files."""
     existing = [path for pattern in (alexnet.CONFIG_NAME, alexnet.CHECKPOINT_PREFIX + "-*", "checkpoint")
-                for path in glob.glob(os.path.join(args.ckpt_dir, pattern))]
+                for path in glob.glob(os.path.join(args.ckpt_dir, pattern))] if write else []
     if existing and not args.overwrite:
         raise alexnet.CheckpointError(f"{args.ckpt_dir} already holds a run: continue it with -resume, "
                                       "or pass --overwrite to start again, or choose another --ckpt-dir")
     for path in existing:
         os.remove(path)
-    unreadable = {part: data_reader.find_unreadable(files[0], f"{part} images")
-                  for part, files in (("train", train_files), ("val", val_files))}
-    num_images = len(train_files[0]) - len(unreadable["train"])
-    max_bad = math.ceil(MAX_BAD_FRACTION * len(train_files[0])) if args.max_bad_images is None else args.max_bad_images
+    unreadable = {part: data_reader.find_unreadable(split, f"{part} images")
+                  for part, split in (("train", train_split), ("val", val_split))}
+    num_images = train_split.num_images - len(unreadable["train"])
+    max_bad = math.ceil(MAX_BAD_FRACTION * train_split.num_images) if args.max_bad_images is None else \
+        args.max_bad_images
     if len(unreadable["train"]) > max_bad:
         raise data_reader.DataError(
-            f"{len(unreadable['train'])} of {len(train_files[0])} training images are unreadable, more than the "
+            f"{len(unreadable['train'])} of {train_split.num_images} training images are unreadable, more than the "
             f"{max_bad} allowed (--max-bad-images), e.g. {unreadable['train'][0]}: check the dataset's extraction")
     if settings["steps_per_epoch"] is None:
         settings["steps_per_epoch"] = num_images // settings["batch_size"]
@@ -346,7 +429,10 @@ def build_training(config, jit_compile=False, strategy=None):
     keras.utils.set_random_seed(settings["seed"])
     alexnet.set_precision(settings["precision"])
     with strategy.scope():
-        return _build_training(config, jit_compile)
+        model, plateau, checkpoint = _build_training(config, jit_compile)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        _build_on_a_local_batch(model)
+    return model, plateau, checkpoint
 
 
 def _build_training(config, jit_compile):
@@ -374,7 +460,7 @@ def restore(checkpoint, model, ckpt_dir, config):
     print(f"Resuming from {path} at step {step} (epoch {step // config['settings']['steps_per_epoch'] + 1})")
 
 
-def fit(model, config, plateau, manager, train_files, val_files, log_dir):
+def fit(model, config, plateau, manager, train_split, val_split, log_dir, strategy):
     """Model.fit from the saved step to the last epoch. A run resumed mid-epoch first finishes that epoch in a fit
     of its own, so that epochs keep their boundaries and the data stream continues where it stopped."""
     settings = config["settings"]
@@ -383,20 +469,25 @@ def fit(model, config, plateau, manager, train_files, val_files, log_dir):
     if epoch >= epochs:
         print(f"The run has done its {epochs} epochs: pass a larger --epochs to -resume to train on")
         return
-    print(f"Training on {len(train_files[0])} images, validating on {len(val_files[0])}: epochs {epoch + 1}..{epochs}"
-          f" of {steps_per_epoch} steps x {batch_size} images, " + ", ".join(
+    print(f"Training on {train_split.num_images} images, validating on {val_split.num_images}: "
+          f"epochs {epoch + 1}..{epochs} of {steps_per_epoch} steps x {batch_size} images, " + ", ".join(
               f"{name} {settings[name]}" for name in ("lr", "momentum", "weight_decay", "dropout", "augment",
                                                       "groups", "seed", "deterministic", "precision", "save_every")))
-    val = data_reader.eval_dataset(*val_files, config["mean"], batch_size).map(lambda crops, label: (crops[:, 0],
-                                                                                                     label))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    val = data_reader.eval_dataset(val_split, config["mean"], batch_size).map(
+        lambda crops, label: (crops[:, 0], label)).with_options(options)
     callbacks = [plateau, ThroughputLogs(batch_size, len(config["unreadable"]["train"])),
                  Checkpointer(manager, settings["save_every"], steps_per_epoch), keras.callbacks.TensorBoard(log_dir)]
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
     for first, last, skip in phases:
         if first == last:
             continue
-        train = data_reader.train_dataset(*train_files, config["mean"], batch_size, steps_per_epoch, first, last,
-                                          settings["augment"], settings["seed"], skip_batches=skip)
+        train = strategy.distribute_datasets_from_function(
+            lambda context, first=first, last=last, skip=skip: data_reader.train_dataset(
+                train_split, config["mean"], batch_size, steps_per_epoch, first, last, settings["augment"],
+                settings["seed"], skip, context.input_pipeline_id, context.num_input_pipelines,
+                context.get_per_replica_batch_size(batch_size)))
         model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch - skip,
                   validation_data=val, callbacks=callbacks, shuffle=False)
 
@@ -413,3 +504,6 @@ if __name__ == "__main__":
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except DivergedError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
+    except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
+        parser.exit(1, f"{parser.prog}: error: a worker of the cluster stopped ({error.message.splitlines()[0]}): "
+                       "start all workers again with -resume\n")

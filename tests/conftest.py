@@ -19,6 +19,14 @@ def tiny_data(tmp_path_factory):
     return str(out)
 
 
+@pytest.fixture(scope="session")
+def prepared_data(tiny_data, tmp_path_factory):
+    """tiny_data as prepared shards: 3 training shards, 2 validation shards."""
+    out = str(tmp_path_factory.mktemp("prepared") / "ILSVRC2012-prepared")
+    data_reader.prepare(tiny_data, out, train_shards=3, val_shards=2)
+    return out
+
+
 def script_command(script, *args):
     """The command line of one of the project's scripts (a path under the project root), as a user types it."""
     return [sys.executable, os.path.join(ROOT, script), *map(str, args)]

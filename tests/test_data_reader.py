@@ -121,8 +121,8 @@ def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
 
 def test_training_batches_shapes_dtypes_and_mean(tiny_data):
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
-    paths, labels = data_reader.list_train(tiny_data, synsets)
-    batches = [data_reader.train_dataset(paths, labels, mean, 8, 2, 0, 1, augment="none")
+    split = data_reader.read_split(tiny_data, synsets, "train")
+    batches = [data_reader.train_dataset(split, mean, 8, 2, 0, 1, augment="none")
                for mean in ([0.0, 0.0, 0.0], [10.0, 20.0, 30.0])]
     for (plain, plain_labels), (centred, labels_) in zip(*batches):
         assert plain.shape == (8, 224, 224, 3) and plain.dtype == tf.float32
@@ -131,11 +131,13 @@ def test_training_batches_shapes_dtypes_and_mean(tiny_data):
         np.testing.assert_allclose(plain - centred, np.broadcast_to([10.0, 20.0, 30.0], plain.shape), atol=1e-4)
 
 
-def test_a_resumed_stream_continues_the_uninterrupted_one(tiny_data):
-    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
-    paths, labels = data_reader.list_train(tiny_data, synsets)
-    whole = list(data_reader.train_dataset(paths, labels, [0.0] * 3, 4, 5, 0, 2, seed=3))
-    resumed = list(data_reader.train_dataset(paths, labels, [0.0] * 3, 4, 5, 0, 2, seed=3, skip_batches=3))
+@pytest.mark.parametrize("layout", ["folder", "prepared"])
+def test_a_resumed_stream_continues_the_uninterrupted_one(layout, request):
+    data_dir = request.getfixturevalue({"folder": "tiny_data", "prepared": "prepared_data"}[layout])
+    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
+                                   "train")
+    whole = list(data_reader.train_dataset(split, [0.0] * 3, 4, 5, 0, 2, seed=3))
+    resumed = list(data_reader.train_dataset(split, [0.0] * 3, 4, 5, 0, 2, seed=3, skip_batches=3))
     assert len(whole) == 10 and len(resumed) == 7
     for (x, y), (x_resumed, y_resumed) in zip(whole[3:], resumed):
         np.testing.assert_array_equal(y, y_resumed)
@@ -143,6 +145,21 @@ def test_a_resumed_stream_continues_the_uninterrupted_one(tiny_data):
     first_epoch = np.concatenate([y for _, y in whole[:5]])
     second_epoch = np.concatenate([y for _, y in whole[5:]])
     assert not np.array_equal(first_epoch, second_epoch)  # reshuffled every epoch
+
+
+@pytest.mark.parametrize("layout", ["folder", "prepared"])
+def test_input_pipelines_of_workers_read_every_image_once_an_epoch(layout, request):
+    data_dir = request.getfixturevalue({"folder": "tiny_data", "prepared": "prepared_data"}[layout])
+    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
+                                   "train")
+    read = [element for pipeline in range(2)
+            for element in data_reader.train_elements(split, 8, 5, 0, 2, seed=1, pipeline=pipeline, pipelines=2)
+            .as_numpy_iterator()]
+    for epoch in (0, 1):
+        images = [item for item, _, element_epoch, _ in read if element_epoch == epoch]
+        positions = sorted(position for _, _, element_epoch, position in read if element_epoch == epoch)
+        assert len(images) == len(set(images)) == split.num_images == 40
+        assert positions == list(range(40))
 
 
 def test_eval_crop_modes(tiny_data):
@@ -163,13 +180,24 @@ def test_compute_mean_of_solid_images(tmp_path):
     for n, colour in enumerate(((10, 20, 30), (30, 40, 50))):
         Image.new("RGB", (300, 260), colour).save(tmp_path / f"{n}.png")
         paths.append(str(tmp_path / f"{n}.png"))
-    np.testing.assert_allclose(data_reader.compute_mean(paths), [20, 30, 40], atol=0.5)
+    split = data_reader.Split(paths, [0] * len(paths), None)
+    np.testing.assert_allclose(data_reader.compute_mean(split), [20, 30, 40], atol=0.5)
 
 
 def test_pca_lighting_moves_along_the_eigenvectors():
-    image = tf.zeros((4, 4, 3))
-    shifted = data_reader.pca_lighting(image, tf.constant([1, 2], tf.int64)).numpy()
-    offset = shifted[0, 0]
-    assert np.all(shifted == offset) and 0 < np.abs(offset).max() < 30
+    offset = data_reader.pca_lighting_offset(tf.constant([1, 2], tf.int64)).numpy()
+    assert offset.shape == (3,) and 0 < np.abs(offset).max() < 30
     alphas = np.linalg.solve(np.array(data_reader.PCA_EIGENVECTORS) * 255, offset) / data_reader.PCA_EIGENVALUES
     assert np.all(np.abs(alphas) < 0.5)  # a draw of N(0, 0.1)
+
+
+def test_paper_augmentation_mirrors_and_shifts_the_plain_crop(tiny_data):
+    encoded = tf.io.read_file(os.path.join(tiny_data, data_reader.VAL_DIR, data_reader.VAL_NAME.format(1)))
+    mean = tf.constant([10.0, 20.0, 30.0])
+    for draw in range(4):
+        seed = tf.constant([draw, 7], tf.int64)
+        plain = data_reader.train_crop(encoded, mean, "none", seed)
+        _, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        mirror = tf.random.stateless_uniform([], flip_seed) < 0.5
+        expected = (tf.where(mirror, plain[:, ::-1], plain) + data_reader.pca_lighting_offset(lighting_seed))
+        np.testing.assert_allclose(data_reader.train_crop(encoded, mean, "paper", seed), expected, atol=1e-3)

@@ -1,8 +1,14 @@
-"""tf.distribute on this CPU: MirroredStrategy over logical CPU devices trains like one device."""
+"""tf.distribute on this CPU: MirroredStrategy over logical CPU devices trains like one device; two workers of a
+localhost cluster train, save once and resume."""
+import glob
+import json
+import socket
+import subprocess
+
 import numpy as np
 
 import alexnet
-from conftest import run_script
+from conftest import SCRIPT_ENV, run_script, script_command
 from test_scripts import one_line_error
 
 
@@ -20,7 +26,9 @@ def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
     moved = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), initial.get_weights()))
     difference = max(np.abs(a - b).max() for a, b in zip(single.get_weights(), mirrored.get_weights()))
     assert moved > 1e-3  # the runs trained
-    assert difference < 1e-5, difference
+    # float summation order only (oneDNN convolves batches of 4 and of 8 differently); other images in a replica's
+    # batch would make the difference of the order of `moved`
+    assert difference < 1e-3 * moved, (difference, moved)
 
 
 def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path):
@@ -28,3 +36,51 @@ def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path):
                                       "--batch-size", 8, "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "c",
                                       cwd=tmp_path))
     assert "does not split evenly across the 3 replicas" in error
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def run_two_workers(*args, cwd, worker_tmp):
+    """train.py as two workers of a localhost cluster (TF_CONFIG); the second worker's temporary files go to
+    `worker_tmp`. Returns (returncode, stdout, stderr) of each."""
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    workers = []
+    for index in range(2):
+        env = {**SCRIPT_ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+               "TMPDIR": str(worker_tmp if index else cwd)}
+        workers.append(subprocess.Popen(script_command("train.py", *args), cwd=cwd, env=env, text=True,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    results = []
+    for worker in workers:
+        stdout, stderr = worker.communicate(timeout=600)
+        results.append((worker.returncode, stdout, stderr))
+    return results
+
+
+def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path):
+    worker_tmp = tmp_path / "worker-tmp"
+    worker_tmp.mkdir()
+    ckpt = tmp_path / "ckpt"
+    common = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "logs", "--steps-per-epoch", 3,
+              "--batch-size", 8, "--precision", "float32")
+    for returncode, stdout, stderr in run_two_workers("-scratch", "--epochs", 1, *common, cwd=tmp_path,
+                                                      worker_tmp=worker_tmp):
+        assert returncode == 0, stderr
+        assert "epochs 1..1 of 3 steps x 8 images" in stdout
+    assert sorted(glob.glob(str(ckpt / "*.index"))) == [str(ckpt / "ckpt-3.index")]
+    assert list(worker_tmp.iterdir()) == []  # the other worker's checkpoints and logs were removed
+
+    for returncode, stdout, stderr in run_two_workers("-resume", "--epochs", 2, *common, cwd=tmp_path,
+                                                      worker_tmp=worker_tmp):
+        assert returncode == 0, stderr
+        assert f"Resuming from {ckpt / 'ckpt-3'} at step 3 (epoch 2)" in stdout
+    assert alexnet.latest_checkpoint(str(ckpt)).endswith("ckpt-6")
+    assert list(worker_tmp.iterdir()) == []

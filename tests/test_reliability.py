@@ -55,7 +55,7 @@ def bad_data(tiny_data, tmp_path):
 def test_every_image_kind_is_decoded_or_found_unreadable(tmp_path):
     write_image_kinds(tmp_path, "x")
     paths = sorted(str(p) for p in tmp_path.iterdir())
-    unreadable = data_reader.find_unreadable(paths, "images")
+    unreadable = data_reader.find_unreadable(data_reader.Split(paths, [0] * len(paths), None), "images")
     assert sorted(unreadable) == sorted(str(tmp_path / f"x_{kind}.JPEG") for kind in UNREADABLE)
     for kind in DECODABLE:
         image = data_reader.decode_rgb(tf.io.read_file(str(tmp_path / f"x_{kind}.JPEG")))

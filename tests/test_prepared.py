@@ -1,0 +1,91 @@
+"""Prepared shards (data_reader.py --prepare): the folder's images and labels, resumable, read like the folder."""
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import data_reader
+from conftest import run_script
+from test_scripts import one_line_error
+
+class Killed(Exception):
+    """Stands for the run being killed between two shards."""
+
+
+FEATURES = {**data_reader.RECORD_FEATURES, "image/filename": tf.io.FixedLenFeature([], tf.string)}
+
+
+def records(data_dir, part):
+    """{filename: (label, decoded image)} of a prepared part."""
+    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
+                                   part)
+    parsed = tf.data.TFRecordDataset(split.paths).map(lambda record: tf.io.parse_single_example(record, FEATURES))
+    return {example["image/filename"].decode(): (example["image/class/label"],
+                                                 tf.io.decode_jpeg(example["image/encoded"]).numpy())
+            for example in parsed.as_numpy_iterator()}
+
+
+def test_prepared_shards_hold_the_folder_images_with_their_labels(tiny_data, prepared_data):
+    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
+    for part in ("train", "val"):
+        folder = data_reader.read_split(tiny_data, synsets, part)
+        prepared = records(prepared_data, part)
+        assert len(prepared) == folder.num_images
+        for path, label in zip(folder.paths, folder.labels):
+            prepared_label, image = prepared[os.path.relpath(path, tiny_data)]
+            assert prepared_label == label
+            reference = data_reader.resize_shorter_side(data_reader.decode_rgb(tf.io.read_file(path))).numpy()
+            assert image.shape == reference.shape and min(image.shape[:2]) == data_reader.RESIZE_SHORTER
+            assert np.abs(image - reference).mean() < 3.0  # JPEG re-encoding at quality 95 of the noisy sample
+
+
+def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_data):
+    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
+    batches = [list(data_reader.eval_dataset(data_reader.read_split(data_dir, synsets, "val"), [0.0] * 3, 8, "ten"))
+               for data_dir in (tiny_data, prepared_data)]
+    assert len(batches[0]) == len(batches[1]) == 3
+    for (folder_images, folder_labels), (prepared_images, prepared_labels) in zip(*batches):
+        np.testing.assert_array_equal(folder_labels, prepared_labels)
+        assert np.abs(folder_images.numpy() - prepared_images.numpy()).mean() < 3.0
+
+
+def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data, prepared_data, tmp_path,
+                                                                      monkeypatch):
+    write_shard, written, killed = data_reader._write_shard, [], []
+
+    def interrupted_after_two(source_dir, entries, synsets, path, progress):
+        if len(written) == 2 and not killed:
+            killed.append(path)
+            raise Killed
+        written.append(os.path.basename(path))
+        return write_shard(source_dir, entries, synsets, path, progress)
+
+    out = str(tmp_path / "prepared")
+    monkeypatch.setattr(data_reader, "_write_shard", interrupted_after_two)
+    with pytest.raises(Killed):
+        data_reader.prepare(tiny_data, out, train_shards=3, val_shards=2)
+    assert not os.path.exists(os.path.join(out, data_reader.PREPARED_MANIFEST))
+    data_reader.prepare(tiny_data, out, train_shards=3, val_shards=2)
+    assert len(written) == 5 and len(set(written)) == 5  # two before the interruption, three after, none twice
+    for name in os.listdir(prepared_data):
+        if name.startswith(("train-", "validation-")):
+            with open(os.path.join(out, name), "rb") as again, open(os.path.join(prepared_data, name), "rb") as once:
+                assert again.read() == once.read(), name
+
+
+def test_train_and_test_read_prepared_shards(prepared_data, tmp_path):
+    ckpt = ("--ckpt-dir", tmp_path / "ckpt")
+    trained = run_script("train.py", "-scratch", "--data-dir", prepared_data, *ckpt, "--epochs", 1,
+                         "--steps-per-epoch", 2, "--batch-size", 8, "--log-dir", tmp_path / "logs", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert "Training on 40 images, validating on 20" in trained.stdout
+    tested = run_script("test.py", "--data-dir", prepared_data, *ckpt, "--limit", 15, "--k-crops", 2, cwd=tmp_path)
+    assert tested.returncode == 0, tested.stderr
+    assert "Evaluated 15 of 15 validation images" in tested.stdout
+
+
+def test_prepare_without_a_dataset_is_a_one_line_error(tmp_path):
+    error = one_line_error(run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out",
+                                      cwd=tmp_path))
+    assert "meta.mat not found" in error
