@@ -491,9 +491,11 @@ def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip):
 
 
 def train_dataset(split, mean, batch_size, steps_per_epoch, first_epoch, epochs, augment="paper", seed=0,
-                  skip_batches=0, pipeline=0, pipelines=1, replica_batch_size=None):
+                  skip_batches=0, pipeline=0, pipelines=1, replica_batch_size=None, deterministic=True):
     """Batches of `replica_batch_size` (default: the pipeline's share of `batch_size`, the global batch) of
-    `train_elements`, decoded, cropped and augmented with seeds from (seed, epoch, position)."""
+    `train_elements`, decoded, cropped and augmented with seeds from (seed, epoch, position). Not `deterministic`:
+    an image that decodes slowly lets the next ones pass it, so that neighbouring images may change batches; each
+    image keeps its own crop and augmentation, and a resumed run still neither repeats nor skips one."""
     mean = tf.constant(mean, tf.float32)
     fetch = tf.identity if split.prepared else tf.io.read_file
 
@@ -503,7 +505,7 @@ def train_dataset(split, mean, batch_size, steps_per_epoch, first_epoch, epochs,
 
     elements = train_elements(split, batch_size, steps_per_epoch, first_epoch, epochs, seed, skip_batches, pipeline,
                               pipelines)
-    return (elements.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return (elements.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
             .batch(replica_batch_size or batch_size // pipelines, drop_remainder=True)
             .prefetch(tf.data.AUTOTUNE))
 
@@ -581,11 +583,11 @@ def find_unreadable(split, what):
 
 
 def without_unreadable(split, unreadable):
-    """`split` less the unreadable files, each named once in a warning."""
+    """`split` less the unreadable files, each named once in a warning; prepared shards hold none."""
+    if split.prepared:
+        return split
     for path in unreadable:
         print(f"warning: skipping unreadable image {path}")
-    if not unreadable:
-        return split
     skip = set(unreadable)
     kept = [(path, label) for path, label in zip(split.paths, split.labels) if path not in skip]
     return Split([path for path, _ in kept], [label for _, label in kept], None)

@@ -192,8 +192,8 @@ def get_args_parser():
     hyper.add_argument("--steps-per-epoch", type=int, help="steps an epoch (default: one pass over the training set)")
     hyper.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and augmentation (default: {SEED})")
     hyper.add_argument("--deterministic", action="store_true", default=None,
-                       help="TF op determinism: a resumed run ends with the same weights as an uninterrupted one "
-                            "(default: off, faster)")
+                       help="TF op determinism and images batched in stream order: a resumed run ends with the "
+                            "same weights as an uninterrupted one (default: off, faster)")
     hyper.add_argument("--precision", choices=tuple(alexnet.PRECISIONS),
                        help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
                             "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)")
@@ -223,7 +223,7 @@ def main(args):
     if settings["batch_size"] % strategy.num_replicas_in_sync:
         raise UsageError(f"--batch-size {settings['batch_size']} does not split evenly across the "
                          f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
-    print(f"tf.distribute: {type(strategy).__name__}, {strategy.num_replicas_in_sync} replica(s)"
+    print(f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
           + ("" if is_chief(strategy) else "; the chief writes the run"))
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
@@ -487,7 +487,7 @@ def fit(model, config, plateau, manager, train_split, val_split, log_dir, strate
             lambda context, first=first, last=last, skip=skip: data_reader.train_dataset(
                 train_split, config["mean"], batch_size, steps_per_epoch, first, last, settings["augment"],
                 settings["seed"], skip, context.input_pipeline_id, context.num_input_pipelines,
-                context.get_per_replica_batch_size(batch_size)))
+                context.get_per_replica_batch_size(batch_size), settings["deterministic"]))
         model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch - skip,
                   validation_data=val, callbacks=callbacks, shuffle=False)
 

@@ -113,8 +113,8 @@ def measure_pipelines(data_dir, sizes):
     mean = [120.0, 115.0, 105.0]
     batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
     steps = split.num_images // batch
-    train = data_reader.train_dataset(split, mean, batch, steps, 0, epochs, augment="paper")
-    train_prepared = data_reader.train_dataset(prepared, mean, batch, steps, 0, epochs, augment="paper")
+    train, train_prepared = (data_reader.train_dataset(data, mean, batch, steps, 0, epochs, augment="paper",
+                                                       deterministic=False) for data in (split, prepared))
     evaluation = data_reader.eval_dataset(data_reader.Split(split.paths * epochs, split.labels * epochs, None), mean,
                                           batch, crops="random", k_crops=5)
     rng = np.random.default_rng(0)

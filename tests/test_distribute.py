@@ -14,7 +14,7 @@ from test_scripts import one_line_error
 
 def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
     settings = ("--epochs", 1, "--steps-per-epoch", 3, "--batch-size", 8, "--dropout", 0, "--augment", "none",
-                "--precision", "float32", "--data-dir", tiny_data)
+                "--precision", "float32", "--deterministic", "--data-dir", tiny_data)
     for strategy in ("default", "mirrored"):
         result = run_script("train.py", "-scratch", "--strategy", strategy, "--cpu-replicas", 2, *settings,
                             "--ckpt-dir", tmp_path / strategy, "--log-dir", tmp_path / f"{strategy}-logs",
