@@ -96,6 +96,7 @@ PREPARED_JPEG_QUALITY = 95  # ours: keeps the re-encoding error near 1/255 a pix
 PREPARED_MANIFEST = "prepared.json"
 PREPARE_PLAN = "prepare-plan.json"  # what an interrupted --prepare continues
 PREPARE_SEED = 0  # spreads the classes over the training shards
+SHARDS_IN_FLIGHT = 4  # shards read at once by a training pipeline (ours: about 200 MB of ImageNet's)
 RECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
                    "image/class/label": tf.io.FixedLenFeature([], tf.int64)}
 
@@ -376,7 +377,7 @@ def train_crop(encoded, mean, augment, seed):
 
 
 # XLA makes the mirror and the offset one pass over the pixels: TF's own broadcasting add of a per-channel offset
-# costs as much as decoding the crop (measured: the training pipeline runs 1.5x faster).
+# costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x faster).
 @tf.function(jit_compile=True)
 def _mirrored_and_offset(images, mirror, offset):
     return tf.where(mirror, tf.reverse(images, [-2]), images) + offset
@@ -450,7 +451,8 @@ def _file_stream(split, per_epoch, first_epoch, epochs, seed, skip):
 
 
 def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
-    """The prepared shards' records in the order of `_shard_plan`, one whole shard read at a time."""
+    """The prepared shards' records in the order of `_shard_plan`; whole shards are read, SHARDS_IN_FLIGHT at once,
+    so that reading overlaps decoding and the order stays the plan's."""
     paths, sizes = tf.constant(split.paths), tf.constant(split.shard_sizes, tf.int64)
 
     def shard_slice(shard, order_seed, start, end, epoch, position):
@@ -458,12 +460,11 @@ def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
         records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
         order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
         parsed = tf.io.parse_example(tf.gather(records, order), RECORD_FEATURES)
-        return tf.data.Dataset.from_tensor_slices((parsed["image/encoded"],
-                                                   tf.cast(parsed["image/class/label"], tf.int32),
-                                                   tf.fill([end - start], epoch), position + tf.range(end - start)))
+        return (parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32), tf.fill([end - start], epoch),
+                position + tf.range(end - start))
 
     plan = _shard_plan(split.shard_sizes, per_epoch, first_epoch, epochs, seed, skip)
-    return tf.data.Dataset.from_tensor_slices(plan).flat_map(shard_slice)
+    return tf.data.Dataset.from_tensor_slices(plan).map(shard_slice, num_parallel_calls=SHARDS_IN_FLIGHT).unbatch()
 
 
 def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip):
