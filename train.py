@@ -220,25 +220,11 @@ def get_args_parser():
 def main(args):
     strategy = make_strategy(args.strategy, args.cpu_replicas)
     settings = default_settings(args)
-    if settings["batch_size"] % strategy.num_replicas_in_sync:
-        raise UsageError(f"--batch-size {settings['batch_size']} does not split evenly across the "
-                         f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
-    print(f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
-          + ("" if is_chief(strategy) else "; the chief writes the run"))
+    check_replicas(settings["batch_size"], strategy)
     data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    train_split = data_reader.read_split(data_dir, synsets, "train")
-    val_split = data_reader.read_split(data_dir, synsets, "val")
     with worker_folders(args, strategy) as (ckpt_dir, log_dir), run_lock(ckpt_dir):
-        if args.mode == "scratch":
-            config = new_run(args, settings, synsets, data_dir, train_split, val_split, write=is_chief(strategy))
-        else:
-            config = continued_run(args, synsets, data_dir)
-        train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
-        val_split = data_reader.without_unreadable(val_split, _absolute(data_dir, config["unreadable"]["val"]))
-        if args.mode == "scratch":
-            print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
-            config["mean"] = data_reader.compute_mean(train_split, seed=settings["seed"])
+        config, train_split, val_split = run_config(args, settings, strategy, data_dir, synsets)
         alexnet.save_config(ckpt_dir, config)
         xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
         model, plateau, checkpoint = build_training(config, jit_compile=xla, strategy=strategy)
@@ -352,6 +338,15 @@ def worker_folders(args, strategy):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+def check_replicas(batch_size, strategy):
+    """Refuses a global batch that does not split across the replicas; says what runs where."""
+    if batch_size % strategy.num_replicas_in_sync:
+        raise UsageError(f"--batch-size {batch_size} does not split evenly across the "
+                         f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
+    print(f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
+          + ("" if is_chief(strategy) else "; the chief writes the run"))
+
+
 @contextlib.contextmanager
 def run_lock(ckpt_dir):
     """Holds a lock on the run folder while training: a second train.py there is refused. The kernel drops the lock
@@ -397,6 +392,23 @@ def new_run(args, settings, synsets, data_dir, train_split, val_split, write=Tru
         "settings": settings,
         "unreadable": {part: [os.path.relpath(path, data_dir) for path in paths] for part, paths in unreadable.items()},
     }
+
+
+def run_config(args, settings, strategy, data_dir, synsets):
+    """The run's config and its readable training and validation images: a new config at -scratch, with the
+    training set's mean; the saved one at -resume."""
+    train_split = data_reader.read_split(data_dir, synsets, "train")
+    val_split = data_reader.read_split(data_dir, synsets, "val")
+    if args.mode == "scratch":
+        config = new_run(args, settings, synsets, data_dir, train_split, val_split, write=is_chief(strategy))
+    else:
+        config = continued_run(args, synsets, data_dir)
+    train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
+    val_split = data_reader.without_unreadable(val_split, _absolute(data_dir, config["unreadable"]["val"]))
+    if args.mode == "scratch":
+        print(f"Computing the training set's mean on up to {data_reader.MEAN_MAX_IMAGES} images ...")
+        config["mean"] = data_reader.compute_mean(train_split, seed=settings["seed"])
+    return config, train_split, val_split
 
 
 def _absolute(data_dir, relative_paths):
