@@ -517,5 +517,5 @@ if __name__ == "__main__":
     except DivergedError as error:
         parser.exit(1, f"{parser.prog}: error: {error}\n")
     except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
-        parser.exit(1, f"{parser.prog}: error: a worker of the cluster stopped ({error.message.splitlines()[0]}): "
-                       "start all workers again with -resume\n")
+        parser.exit(1, f"\n{parser.prog}: error: a worker of the cluster stopped or cannot be reached ("
+                       f"{type(error).__name__}): start all workers again with -resume\n")
