@@ -661,9 +661,12 @@ def _prepare_plan(source_dir, synsets, train_shards, val_shards):
     and "val": training images shuffled so that every shard holds all classes, validation images in order."""
     plan = {}
     for part, shards in (("train", train_shards), ("val", val_shards)):
-        paths, labels = (list_train if part == "train" else list_val)(source_dir, synsets)
-        order = np.random.default_rng(PREPARE_SEED).permutation(len(paths)) if part == "train" else range(len(paths))
-        entries = [(os.path.relpath(paths[i], source_dir), labels[i]) for i in order]
+        split = read_split(source_dir, synsets, part)
+        if split.prepared:
+            raise DataError(f"{source_dir} holds prepared shards already: --prepare reads the ILSVRC2012 folders")
+        count = split.num_images
+        order = np.random.default_rng(PREPARE_SEED).permutation(count) if part == "train" else range(count)
+        entries = [(os.path.relpath(split.paths[i], source_dir), split.labels[i]) for i in order]
         count = min(shards, len(entries))
         plan[part] = [(SHARD_NAME.format(part=SHARD_PARTS[part], index=index, count=count), chunk)
                       for index, chunk in enumerate(_chunks(entries, count))]

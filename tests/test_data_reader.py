@@ -131,13 +131,17 @@ def test_training_batches_shapes_dtypes_and_mean(tiny_data):
         np.testing.assert_allclose(plain - centred, np.broadcast_to([10.0, 20.0, 30.0], plain.shape), atol=1e-4)
 
 
-@pytest.mark.parametrize("layout", ["folder", "prepared"])
-def test_a_resumed_stream_continues_the_uninterrupted_one(layout, request):
-    data_dir = request.getfixturevalue({"folder": "tiny_data", "prepared": "prepared_data"}[layout])
-    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
-                                   "train")
-    whole = list(data_reader.train_dataset(split, [0.0] * 3, 4, 5, 0, 2, seed=3))
-    resumed = list(data_reader.train_dataset(split, [0.0] * 3, 4, 5, 0, 2, seed=3, skip_batches=3))
+@pytest.fixture(params=["folder", "prepared"])
+def train_split(request):
+    """The tiny training set, as image files and as prepared shards."""
+    data_dir = request.getfixturevalue({"folder": "tiny_data", "prepared": "prepared_data"}[request.param])
+    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    return data_reader.read_split(data_dir, synsets, "train")
+
+
+def test_a_resumed_stream_continues_the_uninterrupted_one(train_split):
+    whole = list(data_reader.train_dataset(train_split, [0.0] * 3, 4, 5, 0, 2, seed=3))
+    resumed = list(data_reader.train_dataset(train_split, [0.0] * 3, 4, 5, 0, 2, seed=3, skip_batches=3))
     assert len(whole) == 10 and len(resumed) == 7
     for (x, y), (x_resumed, y_resumed) in zip(whole[3:], resumed):
         np.testing.assert_array_equal(y, y_resumed)
@@ -147,18 +151,14 @@ def test_a_resumed_stream_continues_the_uninterrupted_one(layout, request):
     assert not np.array_equal(first_epoch, second_epoch)  # reshuffled every epoch
 
 
-@pytest.mark.parametrize("layout", ["folder", "prepared"])
-def test_input_pipelines_of_workers_read_every_image_once_an_epoch(layout, request):
-    data_dir = request.getfixturevalue({"folder": "tiny_data", "prepared": "prepared_data"}[layout])
-    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
-                                   "train")
+def test_input_pipelines_of_workers_read_every_image_once_an_epoch(train_split):
     read = [element for pipeline in range(2)
-            for element in data_reader.train_elements(split, 8, 5, 0, 2, seed=1, pipeline=pipeline, pipelines=2)
+            for element in data_reader.train_elements(train_split, 8, 5, 0, 2, seed=1, pipeline=pipeline, pipelines=2)
             .as_numpy_iterator()]
     for epoch in (0, 1):
         images = [item for item, _, element_epoch, _ in read if element_epoch == epoch]
         positions = sorted(position for _, _, element_epoch, position in read if element_epoch == epoch)
-        assert len(images) == len(set(images)) == split.num_images == 40
+        assert len(images) == len(set(images)) == train_split.num_images == 40
         assert positions == list(range(40))
 
 

@@ -85,7 +85,9 @@ def test_train_and_test_read_prepared_shards(prepared_data, tmp_path):
     assert "Evaluated 15 of 15 validation images" in tested.stdout
 
 
-def test_prepare_without_a_dataset_is_a_one_line_error(tmp_path):
+def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path):
     error = one_line_error(run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out",
                                       cwd=tmp_path))
     assert "meta.mat not found" in error
+    error = one_line_error(run_script("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
+    assert "holds prepared shards already" in error
