@@ -95,6 +95,7 @@ SHARD_PARTS = {"train": "train", "val": "validation"}
 PREPARED_JPEG_QUALITY = 95  # ours: keeps the re-encoding error near 1/255 a pixel (see tests)
 PREPARED_MANIFEST = "prepared.json"
 PREPARE_PLAN = "prepare-plan.json"  # what an interrupted --prepare continues
+PREPARE_LOG = "prepare-log.jsonl"  # the shards it completed
 PREPARE_SEED = 0  # spreads the classes over the training shards
 SHARDS_IN_FLIGHT = 4  # shards read at once by a training pipeline (ours: about 200 MB of ImageNet's)
 RECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
@@ -459,8 +460,7 @@ def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
         size = tf.gather(sizes, shard)
         records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
         order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
-        parsed = tf.io.parse_example(tf.gather(records, order), RECORD_FEATURES)
-        return (parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32), tf.fill([end - start], epoch),
+        return (*_parse_records(tf.gather(records, order)), tf.fill([end - start], epoch),
                 position + tf.range(end - start))
 
     plan = _shard_plan(split.shard_sizes, per_epoch, first_epoch, epochs, seed, skip)
@@ -491,6 +491,12 @@ def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip):
     return rows[:, 0], rows[:, 1:3], rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
 
 
+def _parse_records(records):
+    """(encoded JPEGs, labels) of a vector of prepared records."""
+    parsed = tf.io.parse_example(records, RECORD_FEATURES)
+    return parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32)
+
+
 def train_dataset(split, mean, batch_size, steps_per_epoch, first_epoch, epochs, augment="paper", seed=0,
                   skip_batches=0, pipeline=0, pipelines=1, replica_batch_size=None, deterministic=True):
     """Batches of `replica_batch_size` (default: the pipeline's share of `batch_size`, the global batch) of
@@ -514,11 +520,7 @@ def train_dataset(split, mean, batch_size, steps_per_epoch, first_epoch, epochs,
 def _encoded_images(split):
     """(encoded image, label) of every image of `split`, in stored order."""
     if split.prepared:
-        def parse(record):
-            parsed = tf.io.parse_single_example(record, RECORD_FEATURES)
-            return parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32)
-
-        return tf.data.TFRecordDataset(split.paths).take(split.num_images).map(parse)
+        return tf.data.TFRecordDataset(split.paths).take(split.num_images).batch(256).map(_parse_records).unbatch()
     return tf.data.Dataset.from_tensor_slices((split.paths, split.labels)).map(
         lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -637,7 +639,7 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
           f"({len(done)} shards were already written) ...")
     progress = keras.utils.Progbar(sum(len(entries) for _, entries in shards), unit_name="image")
     progress.add(sum(len(entries) for name, entries in shards if name in done))
-    with open(os.path.join(out_dir, PREPARE_PLAN + "l"), "a") as log:
+    with open(os.path.join(out_dir, PREPARE_LOG), "a") as log:
         for name, entries in shards:
             if name not in done:
                 done[name] = _write_shard(source_dir, entries, synsets, os.path.join(out_dir, name), progress)
@@ -650,7 +652,7 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
                           "unreadable": [path for name, _ in plan[part] for path in done[name]]}
                    for part in SHARD_PARTS}}
     _write_json(os.path.join(out_dir, PREPARED_MANIFEST), manifest)
-    for name in (PREPARE_PLAN, PREPARE_PLAN + "l"):
+    for name in (PREPARE_PLAN, PREPARE_LOG):
         os.remove(os.path.join(out_dir, name))
     print(f"Prepared {sum(manifest['train']['sizes'])} training and {sum(manifest['val']['sizes'])} validation "
           f"images in {out_dir}; train with --data-dir {out_dir}")
@@ -664,10 +666,10 @@ def _prepare_plan(source_dir, synsets, train_shards, val_shards):
         split = read_split(source_dir, synsets, part)
         if split.prepared:
             raise DataError(f"{source_dir} holds prepared shards already: --prepare reads the ILSVRC2012 folders")
-        count = split.num_images
-        order = np.random.default_rng(PREPARE_SEED).permutation(count) if part == "train" else range(count)
+        images = split.num_images
+        order = np.random.default_rng(PREPARE_SEED).permutation(images) if part == "train" else range(images)
         entries = [(os.path.relpath(split.paths[i], source_dir), split.labels[i]) for i in order]
-        count = min(shards, len(entries))
+        count = min(shards, images)
         plan[part] = [(SHARD_NAME.format(part=SHARD_PARTS[part], index=index, count=count), chunk)
                       for index, chunk in enumerate(_chunks(entries, count))]
     return json.loads(json.dumps(plan))
@@ -688,7 +690,7 @@ def _resume_preparation(out_dir, plan):
         if json.load(f) != plan:
             raise DataError(f"{out_dir} holds an unfinished preparation of other images or shard counts: remove it, "
                             "or choose another OUT_DIR")
-    done, log_path = {}, os.path.join(out_dir, PREPARE_PLAN + "l")
+    done, log_path = {}, os.path.join(out_dir, PREPARE_LOG)
     if not os.path.isfile(log_path):
         return done
     with open(log_path) as log:

@@ -314,21 +314,11 @@ def _build_on_a_local_batch(model):
     model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
 
 
-def is_chief(strategy):
-    """Whether this process writes the run: always without a cluster; the chief, or worker 0 without one, in it."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    if resolver.task_type == "chief":
-        return True
-    return resolver.task_type == "worker" and resolver.task_id == 0 and "chief" not in resolver.cluster_spec().jobs
-
-
 @contextlib.contextmanager
 def worker_folders(args, strategy):
     """The run and TensorBoard folders this process writes: the real ones on the chief; on the other workers,
     which must save too (saving is a collective operation), temporary ones, removed however the run ends."""
-    if is_chief(strategy):
+    if strategy.extended.should_checkpoint:
         yield args.ckpt_dir, args.log_dir
         return
     scratch = tempfile.mkdtemp(prefix="alexnet-worker-")
@@ -344,7 +334,7 @@ def check_replicas(batch_size, strategy):
         raise UsageError(f"--batch-size {batch_size} does not split evenly across the "
                          f"{strategy.num_replicas_in_sync} replicas: make it a multiple of them")
     print(f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
-          + ("" if is_chief(strategy) else "; the chief writes the run"))
+          + ("" if strategy.extended.should_checkpoint else "; the chief writes the run"))
 
 
 @contextlib.contextmanager
@@ -400,7 +390,8 @@ def run_config(args, settings, strategy, data_dir, synsets):
     train_split = data_reader.read_split(data_dir, synsets, "train")
     val_split = data_reader.read_split(data_dir, synsets, "val")
     if args.mode == "scratch":
-        config = new_run(args, settings, synsets, data_dir, train_split, val_split, write=is_chief(strategy))
+        config = new_run(args, settings, synsets, data_dir, train_split, val_split,
+                         write=strategy.extended.should_checkpoint)
     else:
         config = continued_run(args, synsets, data_dir)
     train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
