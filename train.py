@@ -62,6 +62,10 @@ class UsageError(Exception):
     """Flags that cannot work together."""
 
 
+class CheckpointWriteError(Exception):
+    """A checkpoint could not be written: the disk is full or a size limit was hit."""
+
+
 def value_of(variable):
     """A scalar variable's value as a Python number, mirrored across replicas or not."""
     return keras.ops.convert_to_numpy(variable).item()
@@ -143,6 +147,9 @@ class Checkpointer(keras.callbacks.Callback):
     position within an epoch; a TF checkpoint of everything does, and tf.train.CheckpointManager writes it
     atomically (the `checkpoint` index names only complete files) and keeps the last few."""
 
+    SAVE_FAILURES = {tf.errors.ResourceExhaustedError: "no space left on the device, or over quota",
+                     tf.errors.OutOfRangeError: "a file size limit was reached"}
+
     def __init__(self, manager, save_every, steps_per_epoch):
         super().__init__()
         self.manager, self.save_every, self.steps_per_epoch = manager, save_every, steps_per_epoch
@@ -154,10 +161,22 @@ class Checkpointer(keras.callbacks.Callback):
                                 f"({self.manager.latest_checkpoint}) is the last good one; start again with a lower "
                                 "--lr")
         if step % self.save_every == 0 and step % self.steps_per_epoch != 0:
-            self.manager.save(checkpoint_number=step)
+            self.save(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.manager.save(checkpoint_number=global_step(self.model))
+        self.save(global_step(self.model))
+
+    def save(self, step):
+        try:
+            self.manager.save(checkpoint_number=step)
+        except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: what SaveV2
+            # raises for a full disk or quota (ENOSPC, EDQUOT) and for a file size limit (EFBIG)
+            path = os.path.join(self.manager.directory, f"{alexnet.CHECKPOINT_PREFIX}-{step}")
+            shutil.rmtree(path + "_temp", ignore_errors=True)  # TF writes a checkpoint there, then renames it
+            then = f"continue with -resume from {self.manager.latest_checkpoint}" if self.manager.latest_checkpoint \
+                else "start again with -scratch --overwrite"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
+                                       f"({type(error).__name__}): free space, then {then}") from None
 
 
 def get_args_parser():
@@ -225,11 +244,12 @@ def main(args):
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     with worker_folders(args, strategy) as (ckpt_dir, log_dir), run_lock(ckpt_dir):
         config, train_split, val_split = run_config(args, settings, strategy, data_dir, synsets)
-        alexnet.save_config(ckpt_dir, config)
         xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
         model, plateau, checkpoint = build_training(config, jit_compile=xla, strategy=strategy)
         manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, KEEP_CHECKPOINTS,
                                              checkpoint_name=alexnet.CHECKPOINT_PREFIX)
+        check_free_space(ckpt_dir, checkpoint_bytes(model), saved=len(manager.checkpoints))
+        alexnet.save_config(ckpt_dir, config)
         if args.mode == "resume":
             restore(checkpoint, model, args.ckpt_dir, config)
         fit(model, config, plateau, manager, train_split, val_split, log_dir, strategy)
@@ -349,6 +369,25 @@ def run_lock(ckpt_dir):
             raise alexnet.CheckpointError(f"another train.py is training in {ckpt_dir}: let it finish or stop it, "
                                           "or pass another --ckpt-dir") from None
         yield
+
+
+def checkpoint_bytes(model):
+    """The size of one checkpoint: the weights and the optimizer's momentum."""
+    return sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
+               for variable in model.variables + model.optimizer.variables)
+
+
+def check_free_space(ckpt_dir, size, saved):
+    """Refuses to start a run whose checkpoints will not fit, rather than failing at its first save, hours in.
+    tf.train.CheckpointManager writes a checkpoint before it deletes the oldest: a run needs room for one more
+    than it keeps."""
+    needed = (KEEP_CHECKPOINTS + 1 - saved) * size
+    free = shutil.disk_usage(ckpt_dir).free
+    if free < needed:
+        raise alexnet.CheckpointError(
+            f"{ckpt_dir} has {free / 1e9:.2f} GB free, and the run needs {needed / 1e9:.2f} GB more for its "
+            f"checkpoints ({KEEP_CHECKPOINTS} kept and the next one, {size / 1e9:.2f} GB each): free space, or "
+            "choose another --ckpt-dir")
 
 
 def new_run(args, settings, synsets, data_dir, train_split, val_split, write=True):
@@ -505,8 +544,8 @@ if __name__ == "__main__":
         main(args)
     except (data_reader.DataError, alexnet.CheckpointError, UsageError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
-    except DivergedError as error:
-        parser.exit(1, f"{parser.prog}: error: {error}\n")
+    except (DivergedError, CheckpointWriteError) as error:
+        parser.exit(1, f"\n{parser.prog}: error: {error}\n")
     except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
         parser.exit(1, f"\n{parser.prog}: error: a worker of the cluster stopped or cannot be reached ("
                        f"{type(error).__name__}): start all workers again with -resume\n")

@@ -18,6 +18,7 @@ from PIL import Image
 
 import alexnet
 import data_reader
+import train
 from conftest import ROOT, SCRIPT_ENV, run_script, script_command
 from test_scripts import one_line_error
 
@@ -181,6 +182,26 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
     assert latest is not None and latest < step
     model, _ = alexnet.load_trained(str(tmp_path / "ckpt"))
     assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tiny_data, tmp_path):
+    # a file size limit makes the checkpoint's write fail as a full disk does, without filling the disk
+    limited = ["bash", "-c", 'ulimit -f 100000 && exec "$@"', "bash",
+               *script_command("train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "ckpt",
+                               "--log-dir", tmp_path / "logs", "--epochs", 1, "--steps-per-epoch", 2,
+                               "--batch-size", 8, "--save-every", 1)]
+    result = subprocess.run(limited, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: could not write checkpoint {tmp_path / 'ckpt' / 'ckpt-1'}: a file size limit was reached "
+        "(OutOfRangeError): free space, then start again with -scratch --overwrite")
+    assert sorted(os.listdir(tmp_path / "ckpt")) == [alexnet.CONFIG_NAME, train.LOCK_NAME]  # no partial checkpoint
+
+
+def test_a_disk_without_room_for_the_checkpoints_is_refused_at_the_start(tmp_path):
+    train.check_free_space(str(tmp_path), size=1, saved=0)
+    with pytest.raises(alexnet.CheckpointError, match=f"{tmp_path} has .* GB free, and the run needs .* GB more"):
+        train.check_free_space(str(tmp_path), size=10**18, saved=0)
 
 
 def saved_step(ckpt):
