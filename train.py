@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import time
 import types
+import zlib
 
 import keras
 import numpy as np
@@ -334,6 +335,13 @@ def _build_on_a_local_batch(model):
     model._maybe_symbolic_build = types.MethodType(maybe_symbolic_build, model)
 
 
+def worker_scratch(ckpt_dir, task_type, task_id):
+    """The temporary folder a worker other than the chief writes its copy of the run to: one name per run and
+    worker, so that a worker started again after a kill removes what the killed one left."""
+    run = zlib.crc32(os.path.abspath(ckpt_dir).encode())
+    return os.path.join(tempfile.gettempdir(), f"alexnet-worker-{task_type}-{task_id}-{run:08x}")
+
+
 @contextlib.contextmanager
 def worker_folders(args, strategy):
     """The run and TensorBoard folders this process writes: the real ones on the chief; on the other workers,
@@ -341,7 +349,9 @@ def worker_folders(args, strategy):
     if strategy.extended.should_checkpoint:
         yield args.ckpt_dir, args.log_dir
         return
-    scratch = tempfile.mkdtemp(prefix="alexnet-worker-")
+    scratch = worker_scratch(args.ckpt_dir, strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id)
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(scratch)
     try:
         yield os.path.join(scratch, "ckpt"), os.path.join(scratch, "logs")
     finally:

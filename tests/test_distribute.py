@@ -1,13 +1,15 @@
 """tf.distribute on this CPU: MirroredStrategy over logical CPU devices trains like one device; two workers of a
-localhost cluster train, save once and resume."""
+localhost cluster train, save once and resume, removing what a killed worker left."""
 import glob
 import json
+import os
 import socket
 import subprocess
 
 import numpy as np
 
 import alexnet
+import train
 from conftest import SCRIPT_ENV, run_script, script_command
 from test_scripts import one_line_error
 
@@ -77,6 +79,8 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
         assert "epochs 1..1 of 3 steps x 8 images" in stdout
     assert sorted(glob.glob(str(ckpt / "*.index"))) == [str(ckpt / "ckpt-3.index")]
     assert list(worker_tmp.iterdir()) == []  # the other worker's checkpoints and logs were removed
+    left_by_a_killed_worker = worker_tmp / os.path.basename(train.worker_scratch(str(ckpt), "worker", 1))
+    (left_by_a_killed_worker / "ckpt").mkdir(parents=True)
 
     for returncode, stdout, stderr in run_two_workers("-resume", "--epochs", 2, *common, cwd=tmp_path,
                                                       worker_tmp=worker_tmp):
