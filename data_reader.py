@@ -424,14 +424,16 @@ def train_elements(split, batch_size, steps_per_epoch, first_epoch, epochs, seed
     """What a training pipeline reads, before decoding: (image file path or prepared JPEG, label, epoch, position
     in the epoch). Each epoch is a fresh order drawn from (seed, epoch): the stream is a function of the step alone,
     so a resumed run skips `skip_batches` of its first epoch and sees exactly what an uninterrupted run would have
-    seen. Of P input pipelines (one a worker), pipeline p decodes its 1/P of every batch: each image is read once
-    an epoch, and the run is the same for any number of workers (prepared shards are read by all of them, but
-    each record is decoded by one)."""
-    stream = (_shard_stream if split.prepared else _file_stream)(
-        split, steps_per_epoch * batch_size, first_epoch, epochs, seed, skip_batches * batch_size)
+    seen. Of P input pipelines (one a worker), each reads its own share, and each image is read once an epoch:
+    from image folders, pipeline p opens the files of its 1/P of every batch, so that the batches are the same for
+    any number of workers; from prepared shards, pipeline p takes the p-th of P consecutive parts of the epoch's
+    order, so that it reads only the shards of its part (and shares at most two with its neighbours)."""
+    per_epoch, share = steps_per_epoch * batch_size, batch_size // pipelines
+    if split.prepared:
+        return _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip_batches * share, pipeline, pipelines)
+    stream = _file_stream(split, per_epoch, first_epoch, epochs, seed, skip_batches * batch_size)
     if pipelines == 1:
         return stream
-    share = batch_size // pipelines
     return (stream.batch(batch_size)
             .map(lambda *batch: tuple(part[pipeline * share:(pipeline + 1) * share] for part in batch))
             .unbatch())
@@ -451,7 +453,7 @@ def _file_stream(split, per_epoch, first_epoch, epochs, seed, skip):
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_elements).skip(skip)
 
 
-def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
+def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip, part, parts):
     """The prepared shards' records in the order of `_shard_plan`; whole shards are read, SHARDS_IN_FLIGHT at once,
     so that reading overlaps decoding and the order stays the plan's."""
     paths, sizes = tf.constant(split.paths), tf.constant(split.shard_sizes, tf.int64)
@@ -463,24 +465,27 @@ def _shard_stream(split, per_epoch, first_epoch, epochs, seed, skip):
         return (*_parse_records(tf.gather(records, order)), tf.fill([end - start], epoch),
                 position + tf.range(end - start))
 
-    plan = _shard_plan(split.shard_sizes, per_epoch, first_epoch, epochs, seed, skip)
+    plan = _shard_plan(split.shard_sizes, per_epoch, first_epoch, epochs, seed, skip, part, parts)
     return tf.data.Dataset.from_tensor_slices(plan).map(shard_slice, num_parallel_calls=SHARDS_IN_FLIGHT).unbatch()
 
 
-def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip):
+def _shard_plan(shard_sizes, per_epoch, first_epoch, epochs, seed, skip, part=0, parts=1):
     """Slices of shards in reading order, as arrays (shard, record order seed (2), start, end, epoch, position):
     an epoch reads `per_epoch` records, the shards in an order drawn from (seed, epoch, pass), each shard's records
-    in an order drawn from (seed, epoch, pass, shard); the first `skip` records are left out."""
+    in an order drawn from (seed, epoch, pass, shard); of that, this keeps the records of positions
+    [part, part + 1) * per_epoch / parts of every epoch, less the first `skip` records."""
+    low, high = part * per_epoch // parts, (part + 1) * per_epoch // parts
     rows = []
     for epoch in range(first_epoch, epochs):
         taken, passes = 0, 0
         while taken < per_epoch:
             for shard in np.random.default_rng([seed, epoch, passes]).permutation(len(shard_sizes)):
                 count = min(shard_sizes[shard], per_epoch - taken)
-                if count > 0:
+                start, end = max(0, low - taken), min(count, high - taken)
+                if end > start:
                     order_seed = np.random.default_rng([seed, epoch, passes, shard]).integers(2 ** 62)
-                    rows.append([shard, seed, order_seed, 0, count, epoch, taken])
-                    taken += count
+                    rows.append([shard, seed, order_seed, start, end, epoch, taken + start])
+                taken += count
             passes += 1
     for row in rows:
         cut = min(skip, row[4] - row[3])

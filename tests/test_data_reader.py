@@ -1,3 +1,4 @@
+import itertools
 import os
 import shutil
 
@@ -160,6 +161,26 @@ def test_input_pipelines_of_workers_read_every_image_once_an_epoch(train_split):
         positions = sorted(position for _, _, element_epoch, position in read if element_epoch == epoch)
         assert len(images) == len(set(images)) == train_split.num_images == 40
         assert positions == list(range(40))
+    uninterrupted = list(data_reader.train_elements(train_split, 8, 5, 0, 2, seed=1, pipeline=1, pipelines=2)
+                         .as_numpy_iterator())
+    resumed = list(data_reader.train_elements(train_split, 8, 5, 0, 2, seed=1, skip_batches=3, pipeline=1,
+                                              pipelines=2).as_numpy_iterator())
+    assert [(epoch, position) for *_, epoch, position in resumed] == \
+        [(epoch, position) for *_, epoch, position in uninterrupted[3 * 4:]]
+
+
+def test_workers_read_their_own_prepared_shards():
+    sizes = [101, 99, 100, 100, 98, 102, 100, 100]
+    for epoch in (0, 1):
+        plans = [data_reader._shard_plan(sizes, 800, epoch, epoch + 1, seed=1, skip=0, part=part, parts=4)
+                 for part in range(4)]
+        shards = [set(shard) for shard, *_ in plans]
+        assert all(sum(end - start) == 200 for _, _, start, end, *_ in plans)
+        assert all(2 <= len(read) <= 3 for read in shards)  # two shards' worth each, and its share of a boundary
+        assert sum(len(a & b) for n, a in enumerate(shards) for b in shards[n + 1:]) <= 3  # boundaries only
+        whole_epoch = data_reader._shard_plan(sizes, 800, epoch, epoch + 1, seed=1, skip=0)
+        assert [shard for shard in whole_epoch[0]] == [shard for shard, _ in
+                                                       itertools.groupby(np.concatenate([p[0] for p in plans]))]
 
 
 def test_eval_crop_modes(tiny_data):
