@@ -116,6 +116,10 @@ class Split(collections.namedtuple("Split", "paths labels shard_sizes")):
     def num_images(self):
         return sum(self.shard_sizes) if self.prepared else len(self.paths)
 
+    @property
+    def layout(self):
+        return "prepared shards" if self.prepared else "image folders"
+
     def head(self, count):
         """The first `count` images (all if None)."""
         if count is None or count >= self.num_images:

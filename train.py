@@ -428,6 +428,7 @@ def new_run(args, settings, synsets, data_dir, train_split, val_split, write=Tru
     return {
         "architecture": {"num_classes": len(synsets), "groups": settings["groups"], "dropout": settings["dropout"]},
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
+        "layout": train_split.layout,
         "settings": settings,
         "unreadable": {part: [os.path.relpath(path, data_dir) for path in paths] for part, paths in unreadable.items()},
     }
@@ -442,7 +443,7 @@ def run_config(args, settings, strategy, data_dir, synsets):
         config = new_run(args, settings, synsets, data_dir, train_split, val_split,
                          write=strategy.extended.should_checkpoint)
     else:
-        config = continued_run(args, synsets, data_dir)
+        config = continued_run(args, synsets, data_dir, train_split.layout)
     train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
     val_split = data_reader.without_unreadable(val_split, _absolute(data_dir, config["unreadable"]["val"]))
     if args.mode == "scratch":
@@ -455,8 +456,9 @@ def _absolute(data_dir, relative_paths):
     return [os.path.join(data_dir, path) for path in relative_paths]
 
 
-def continued_run(args, synsets, data_dir):
-    """The run's config, checked against what this command asks; --epochs and --save-every may change."""
+def continued_run(args, synsets, data_dir, layout):
+    """The run's config, checked against what this command asks; --epochs and --save-every may change, and so may
+    the data's layout: prepared shards hold the same images and labels as the folders, in another order."""
     config = alexnet.load_config(args.ckpt_dir)
     alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     asked = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
@@ -468,6 +470,10 @@ def continued_run(args, synsets, data_dir):
     for name in ("epochs", "save_every"):
         if getattr(args, name) is not None:
             config["settings"][name] = getattr(args, name)
+    if config.get("layout", layout) != layout:
+        print(f"The run was trained on {config['layout']} and continues on {layout}: the same images and labels in "
+              "another order, so the epoch it resumes in may repeat or skip some images")
+    config["layout"] = layout
     return config
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import alexnet
 import data_reader
 from conftest import run_script
 from test_scripts import one_line_error
@@ -74,7 +75,7 @@ def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data,
                 assert again.read() == once.read(), name
 
 
-def test_train_and_test_read_prepared_shards(prepared_data, tmp_path):
+def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data, prepared_data, tmp_path):
     ckpt = ("--ckpt-dir", tmp_path / "ckpt")
     trained = run_script("train.py", "-scratch", "--data-dir", prepared_data, *ckpt, "--epochs", 1,
                          "--steps-per-epoch", 2, "--batch-size", 8, "--log-dir", tmp_path / "logs", cwd=tmp_path)
@@ -83,6 +84,11 @@ def test_train_and_test_read_prepared_shards(prepared_data, tmp_path):
     tested = run_script("test.py", "--data-dir", prepared_data, *ckpt, "--limit", 15, "--k-crops", 2, cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert "Evaluated 15 of 15 validation images" in tested.stdout
+    resumed = run_script("train.py", "-resume", "--data-dir", tiny_data, *ckpt, "--epochs", 2,
+                         "--log-dir", tmp_path / "logs", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "trained on prepared shards and continues on image folders" in resumed.stdout
+    assert alexnet.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
 
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path):
