@@ -411,15 +411,15 @@ def new_run(args, settings, synsets, data_dir, train_split, val_split, write=Tru
                                       "or pass --overwrite to start again, or choose another --ckpt-dir")
     for path in existing:
         os.remove(path)
-    unreadable = {part: data_reader.find_unreadable(split, f"{part} images")
-                  for part, split in (("train", train_split), ("val", val_split))}
+    unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable["train"])
     max_bad = math.ceil(MAX_BAD_FRACTION * train_split.num_images) if args.max_bad_images is None else \
         args.max_bad_images
     if len(unreadable["train"]) > max_bad:
         raise data_reader.DataError(
             f"{len(unreadable['train'])} of {train_split.num_images} training images are unreadable, more than the "
-            f"{max_bad} allowed (--max-bad-images), e.g. {unreadable['train'][0]}: check the dataset's extraction")
+            f"{max_bad} allowed (--max-bad-images), e.g. {os.path.join(data_dir, unreadable['train'][0])}: check "
+            "the dataset's extraction")
     if settings["steps_per_epoch"] is None:
         settings["steps_per_epoch"] = num_images // settings["batch_size"]
     if settings["steps_per_epoch"] < 1:
@@ -430,8 +430,14 @@ def new_run(args, settings, synsets, data_dir, train_split, val_split, write=Tru
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
         "layout": train_split.layout,
         "settings": settings,
-        "unreadable": {part: [os.path.relpath(path, data_dir) for path in paths] for part, paths in unreadable.items()},
+        "unreadable": unreadable,
     }
+
+
+def unreadable_images(data_dir, train_split, val_split):
+    """The training and validation images that do not decode, as paths relative to `data_dir`."""
+    return {part: [os.path.relpath(path, data_dir) for path in data_reader.find_unreadable(split, f"{part} images")]
+            for part, split in (("train", train_split), ("val", val_split))}
 
 
 def run_config(args, settings, strategy, data_dir, synsets):
@@ -443,7 +449,9 @@ def run_config(args, settings, strategy, data_dir, synsets):
         config = new_run(args, settings, synsets, data_dir, train_split, val_split,
                          write=strategy.extended.should_checkpoint)
     else:
-        config = continued_run(args, synsets, data_dir, train_split.layout)
+        config = continued_run(args, synsets, data_dir)
+        if config.get("layout", train_split.layout) != train_split.layout:
+            switch_layout(config, data_dir, train_split, val_split)
     train_split = data_reader.without_unreadable(train_split, _absolute(data_dir, config["unreadable"]["train"]))
     val_split = data_reader.without_unreadable(val_split, _absolute(data_dir, config["unreadable"]["val"]))
     if args.mode == "scratch":
@@ -456,9 +464,8 @@ def _absolute(data_dir, relative_paths):
     return [os.path.join(data_dir, path) for path in relative_paths]
 
 
-def continued_run(args, synsets, data_dir, layout):
-    """The run's config, checked against what this command asks; --epochs and --save-every may change, and so may
-    the data's layout: prepared shards hold the same images and labels as the folders, in another order."""
+def continued_run(args, synsets, data_dir):
+    """The run's config, checked against what this command asks; --epochs and --save-every may change."""
     config = alexnet.load_config(args.ckpt_dir)
     alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     asked = {name: getattr(args, name) for name in RUN_SETTINGS if getattr(args, name) is not None}
@@ -470,11 +477,16 @@ def continued_run(args, synsets, data_dir, layout):
     for name in ("epochs", "save_every"):
         if getattr(args, name) is not None:
             config["settings"][name] = getattr(args, name)
-    if config.get("layout", layout) != layout:
-        print(f"The run was trained on {config['layout']} and continues on {layout}: the same images and labels in "
-              "another order, so the epoch it resumes in may repeat or skip some images")
-    config["layout"] = layout
     return config
+
+
+def switch_layout(config, data_dir, train_split, val_split):
+    """Continues a run on the other data layout: prepared shards hold the same images and labels as the folders,
+    in another order, and none that is unreadable; the folders are searched for those again."""
+    print(f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images and "
+          "labels in another order, so the epoch it resumes in may repeat or skip some images")
+    config["layout"] = train_split.layout
+    config["unreadable"] = unreadable_images(data_dir, train_split, val_split)
 
 
 def build_training(config, jit_compile=False, strategy=None):
