@@ -247,9 +247,7 @@ def main(args):
         config, train_split, val_split = run_config(args, settings, strategy, data_dir, synsets)
         xla = args.xla or bool(tf.config.list_physical_devices("GPU"))
         model, plateau, checkpoint = build_training(config, jit_compile=xla, strategy=strategy)
-        manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, KEEP_CHECKPOINTS,
-                                             checkpoint_name=alexnet.CHECKPOINT_PREFIX)
-        check_free_space(ckpt_dir, checkpoint_bytes(model), saved=len(manager.checkpoints))
+        manager = checkpoint_manager(checkpoint, ckpt_dir, strategy, checkpoint_bytes(model))
         alexnet.save_config(ckpt_dir, config)
         if args.mode == "resume":
             restore(checkpoint, model, args.ckpt_dir, config)
@@ -387,17 +385,26 @@ def checkpoint_bytes(model):
                for variable in model.variables + model.optimizer.variables)
 
 
-def check_free_space(ckpt_dir, size, saved):
+def checkpoint_manager(checkpoint, ckpt_dir, strategy, size):
+    """The checkpoint manager of this process, once there is room for what it keeps: the run's last
+    KEEP_CHECKPOINTS on the chief, the last one on the other workers, whose copy nobody reads."""
+    kept = KEEP_CHECKPOINTS if strategy.extended.should_checkpoint else 1
+    manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, kept, checkpoint_name=alexnet.CHECKPOINT_PREFIX)
+    check_free_space(ckpt_dir, size, kept, saved=len(manager.checkpoints))
+    return manager
+
+
+def check_free_space(ckpt_dir, size, kept, saved):
     """Refuses to start a run whose checkpoints will not fit, rather than failing at its first save, hours in.
     tf.train.CheckpointManager writes a checkpoint before it deletes the oldest: a run needs room for one more
     than it keeps."""
-    needed = (KEEP_CHECKPOINTS + 1 - saved) * size
+    needed = (kept + 1 - saved) * size
     free = shutil.disk_usage(ckpt_dir).free
     if free < needed:
         raise alexnet.CheckpointError(
             f"{ckpt_dir} has {free / 1e9:.2f} GB free, and the run needs {needed / 1e9:.2f} GB more for its "
-            f"checkpoints ({KEEP_CHECKPOINTS} kept and the next one, {size / 1e9:.2f} GB each): free space, or "
-            "choose another --ckpt-dir")
+            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or choose another "
+            "--ckpt-dir")
 
 
 def new_run(args, settings, synsets, data_dir, train_split, val_split, write=True):

@@ -199,9 +199,9 @@ def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tiny_data, tmp_
 
 
 def test_a_disk_without_room_for_the_checkpoints_is_refused_at_the_start(tmp_path):
-    train.check_free_space(str(tmp_path), size=1, saved=0)
+    train.check_free_space(str(tmp_path), size=1, kept=3, saved=0)
     with pytest.raises(alexnet.CheckpointError, match=f"{tmp_path} has .* GB free, and the run needs .* GB more"):
-        train.check_free_space(str(tmp_path), size=10**18, saved=0)
+        train.check_free_space(str(tmp_path), size=10**18, kept=3, saved=0)
 
 
 def saved_step(ckpt):
