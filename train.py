@@ -388,13 +388,15 @@ def checkpoint_bytes(model):
 def checkpoint_manager(checkpoint, ckpt_dir, strategy, size):
     """The checkpoint manager of this process, once there is room for what it keeps: the run's last
     KEEP_CHECKPOINTS on the chief, the last one on the other workers, whose copy nobody reads."""
-    kept = KEEP_CHECKPOINTS if strategy.extended.should_checkpoint else 1
+    chief = strategy.extended.should_checkpoint
+    kept = KEEP_CHECKPOINTS if chief else 1
     manager = tf.train.CheckpointManager(checkpoint, ckpt_dir, kept, checkpoint_name=alexnet.CHECKPOINT_PREFIX)
-    check_free_space(ckpt_dir, size, kept, saved=len(manager.checkpoints))
+    check_free_space(ckpt_dir, size, kept, saved=len(manager.checkpoints),
+                     elsewhere="choose another --ckpt-dir" if chief else "set TMPDIR to a larger disk on this worker")
     return manager
 
 
-def check_free_space(ckpt_dir, size, kept, saved):
+def check_free_space(ckpt_dir, size, kept, saved, elsewhere="choose another --ckpt-dir"):
     """Refuses to start a run whose checkpoints will not fit, rather than failing at its first save, hours in.
     tf.train.CheckpointManager writes a checkpoint before it deletes the oldest: a run needs room for one more
     than it keeps."""
@@ -403,8 +405,7 @@ def check_free_space(ckpt_dir, size, kept, saved):
     if free < needed:
         raise alexnet.CheckpointError(
             f"{ckpt_dir} has {free / 1e9:.2f} GB free, and the run needs {needed / 1e9:.2f} GB more for its "
-            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or choose another "
-            "--ckpt-dir")
+            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or {elsewhere}")
 
 
 def new_run(args, settings, synsets, data_dir, train_split, val_split, write=True):

@@ -179,8 +179,7 @@ def test_workers_read_their_own_prepared_shards():
         assert all(2 <= len(read) <= 3 for read in shards)  # two shards' worth each, and its share of a boundary
         assert sum(len(a & b) for n, a in enumerate(shards) for b in shards[n + 1:]) <= 3  # boundaries only
         whole_epoch = data_reader._shard_plan(sizes, 800, epoch, epoch + 1, seed=1, skip=0)
-        assert [shard for shard in whole_epoch[0]] == [shard for shard, _ in
-                                                       itertools.groupby(np.concatenate([p[0] for p in plans]))]
+        assert list(whole_epoch[0]) == [shard for shard, _ in itertools.groupby(np.concatenate([p[0] for p in plans]))]
 
 
 def test_eval_crop_modes(tiny_data):
