@@ -1,16 +1,14 @@
-"""AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as a Keras 3 model, and the run folder it trains into.
+"""AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as a Keras 3 model: the builder, its layers, its precision.
 
-The run folder (``--ckpt-dir``) holds ``config.json`` (architecture, classes, mean, hyper-parameters) beside
-TensorFlow checkpoints; ``train.py -resume``, ``test.py`` and ``classify.py`` rebuild the model from it:
+A trained model comes from a run folder (run_folder.py), which train.py writes and every script reads:
 
     model, config = alexnet.load_trained("ckpt-alexnet")
 """
-import json
-import os
-
 import keras
 import tensorflow as tf
 from keras import layers
+
+import run_folder
 
 # Architecture, paper §3
 IMAGE_SIZE = 224  # the seed's input; the paper's "224x224" with conv1 padding 2 gives 55x55 maps
@@ -34,14 +32,6 @@ ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # biases 1, "accele
 PRECISIONS = {"float32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 BF16_CPU_FLAGS = {"avx512_bf16", "amx_bf16"}  # CPUs with native bfloat16 arithmetic
 BF16_GPU_CAPABILITY = (8, 0)  # Ampere and newer compute bfloat16 at full tensor-core rate
-
-CKPT_DIR = "ckpt-alexnet"  # the default run folder of all three scripts
-CONFIG_NAME = "config.json"
-CHECKPOINT_PREFIX = "ckpt"
-
-
-class CheckpointError(Exception):
-    """A run folder that is missing, empty or not the run asked for; scripts print it as one line."""
 
 
 @keras.saving.register_keras_serializable(package="alexnet")
@@ -73,7 +63,7 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
         num_classes: size of fc8.
         groups: 1 for the single tower (62,378,344 parameters at 1000 classes), 2 for the paper's two-GPU
             connectivity in conv2, conv4 and conv5 (60,965,224 parameters). On CPU, TF's grouped convolutions
-            train about 4x slower than the single tower.
+            train about 3x (float32) to 7x (bf16) slower than the single tower.
         dropout: rate of the two dropout layers.
 
     Returns:
@@ -137,55 +127,11 @@ def crop_averaging(model, k_crops):
     return keras.Model(crops, probabilities, name=f"{model.name}_{k_crops}_crops")
 
 
-def save_config(ckpt_dir, config):
-    """Writes config.json atomically: a kill at any moment leaves the old or the new file, never half of one."""
-    os.makedirs(ckpt_dir, exist_ok=True)
-    path = os.path.join(ckpt_dir, CONFIG_NAME)
-    with open(path + ".tmp", "w") as f:
-        json.dump(config, f, indent=1)
-    os.replace(path + ".tmp", path)
-
-
-def load_config(ckpt_dir):
-    path = os.path.join(ckpt_dir, CONFIG_NAME)
-    if not os.path.isfile(path):
-        raise CheckpointError(f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
-                              "train one with `python train.py -scratch`, or pass --ckpt-dir")
-    with open(path) as f:
-        return json.load(f)
-
-
-def check_classes(config, wnids, ckpt_dir, data_dir):
-    """A CheckpointError unless the run was trained on exactly these classes, in this order."""
-    if [c["wnid"] for c in config["classes"]] != list(wnids):
-        raise CheckpointError(f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
-                              "pass the --data-dir it was trained on, or another --ckpt-dir")
-
-
-def latest_checkpoint(ckpt_dir):
-    path = tf.train.latest_checkpoint(ckpt_dir)
-    if path is None:
-        raise CheckpointError(f"no checkpoint in {ckpt_dir}: the run saved none yet; "
-                              "train with `python train.py -scratch` (or -resume) first")
-    return path
-
-
-def restore(checkpoint, path, partial=False):
-    """Restores `checkpoint` from `path`; a CheckpointError when the file does not fit (another architecture or
-    class count than config.json says, or a damaged file)."""
-    try:
-        status = checkpoint.restore(path)
-        (status.expect_partial() if partial else status).assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as error:  # be specific: shapes, objects, damaged files
-        tf.get_logger().setLevel("ERROR")  # else the half-restored checkpoint lists every unmatched value at exit
-        raise CheckpointError(f"{path} does not fit the model of its config.json ({str(error).splitlines()[0]}): "
-                              "the folder mixes runs; train anew with -scratch --overwrite") from None
-
-
-def load_trained(ckpt_dir):
-    """The model of the run in `ckpt_dir`, with the weights of its latest checkpoint, and the run's config."""
-    config = load_config(ckpt_dir)
-    path = latest_checkpoint(ckpt_dir)
+def load_trained(ckpt_dir, checkpoint=None):
+    """The model of the run in `ckpt_dir` with the weights of `checkpoint` (default: its latest), and the run's
+    config. A CheckpointError when the folder holds no finished run."""
+    config = run_folder.load_config(ckpt_dir)
     model = alexnet(**config["architecture"])
-    restore(tf.train.Checkpoint(model=model), path, partial=True)
+    run_folder.restore(tf.train.Checkpoint(model=model), checkpoint or run_folder.latest_checkpoint(ckpt_dir),
+                       partial=True)
     return model, config

@@ -2,12 +2,16 @@
 
     python classify.py lussari.jpg
 """
+import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+
 import argparse
 
 import numpy as np
 
 import alexnet
-import data_reader
+import errors
+import preprocessing
+import run_folder
 
 TOP_K = 5  # the seed's
 K_CROPS = 5  # the seed's
@@ -19,10 +23,10 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("image", help="image file: JPEG, PNG, GIF, BMP, or anything else Pillow reads")
-    parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help="run folder written by train.py")
+    parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes to print")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged")
-    parser.add_argument("--crops", choices=data_reader.EVAL_CROPS, default=CROPS,
+    parser.add_argument("--crops", choices=preprocessing.EVAL_CROPS, default=CROPS,
                         help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the random crops")
     return parser
@@ -30,7 +34,7 @@ def get_args_parser():
 
 def main(args):
     model, config = alexnet.load_trained(args.ckpt_dir)
-    crops = data_reader.load_image_crops(args.image, config["mean"], args.crops, args.k_crops, args.seed)
+    crops = preprocessing.load_image_crops(args.image, config["mean"], args.crops, args.k_crops, args.seed)
     probabilities = alexnet.crop_averaging(model, crops.shape[0]).predict(crops[None], verbose=0)[0]
     print("AlexNet saw:")
     for index in np.argsort(probabilities)[::-1][:args.top_k]:
@@ -39,7 +43,5 @@ def main(args):
 
 if __name__ == "__main__":
     parser = get_args_parser()
-    try:
+    with errors.reported(parser):
         main(parser.parse_args())
-    except (data_reader.DataError, alexnet.CheckpointError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")

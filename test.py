@@ -3,6 +3,8 @@ over K crops of every image.
 
     python test.py --k-crops 5 --crops random
 """
+import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+
 import argparse
 import json
 import os
@@ -11,6 +13,11 @@ import keras
 
 import alexnet
 import data_reader
+import errors
+import input_pipeline
+import preprocessing
+import run_folder
+import sample_dataset
 
 K_CROPS = 5  # the seed's K_CROPS: its 57.31% / 80.31% averaged 5 random crops
 CROPS = "random"  # the seed's; "ten" is the paper's test (§4.1), "center" the cheapest
@@ -22,12 +29,12 @@ SEED = 0
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--ckpt-dir", default=alexnet.CKPT_DIR, help="run folder written by train.py")
+    parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
-                        help=f"ILSVRC2012 folder, or its prepared shards ({data_reader.SAMPLE_DIR} with --sample)")
+                        help=f"ILSVRC2012 folder, or its prepared shards ({sample_dataset.SAMPLE_DIR} with --sample)")
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
-    parser.add_argument("--crops", choices=data_reader.EVAL_CROPS, default=CROPS,
+    parser.add_argument("--crops", choices=preprocessing.EVAL_CROPS, default=CROPS,
                         help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="k of the top-k accuracy")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images a batch")
@@ -41,11 +48,12 @@ def get_args_parser():
 
 def main(args):
     alexnet.set_precision(args.precision)
-    model, config = alexnet.load_trained(args.ckpt_dir)
+    checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
+    model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
     split = validation_set(args, config)
-    unreadable = data_reader.find_unreadable(split, "validation images")
-    results = evaluate(model, config, data_reader.without_unreadable(split, unreadable), args)
-    results["images_total"] = split.num_images
+    unreadable = input_pipeline.find_unreadable(split, "validation images")
+    results = {**evaluate(model, config, split.without(unreadable), args), "checkpoint": checkpoint,
+               "images_total": split.num_images}
     print(f"Evaluated {results['images']} of {split.num_images} validation images "
           f"({len(unreadable)} unreadable, skipped)")
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
@@ -57,34 +65,31 @@ def main(args):
 
 def validation_set(args, config):
     """The validation images and labels, checked to be of the classes the run was trained on."""
-    data_dir = data_reader.resolve_data_dir(args.data_dir, args.sample)
+    data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    alexnet.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
+    run_folder.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     return data_reader.read_split(data_dir, synsets, "val").head(args.limit)
 
 
 def evaluate(model, config, split, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
     if not split.num_images:
-        raise data_reader.DataError(f"no readable validation image in {args.data_dir}")
-    k = data_reader.crops_per_image(args.crops, args.k_crops)
+        raise errors.DataError(f"no readable validation image in {args.data_dir}")
+    k = preprocessing.crops_per_image(args.crops, args.k_crops)
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)
     averaged.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
                               keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk")],
                      jit_compile=False)
-    dataset = data_reader.eval_dataset(split, config["mean"], args.batch_size, args.crops, k, args.seed)
+    dataset = input_pipeline.eval_dataset(split, mean=config["mean"], batch_size=args.batch_size, crops=args.crops,
+                                          k_crops=k, seed=args.seed)
     metrics = averaged.evaluate(dataset, return_dict=True)
     return {"top1": float(metrics["top1"]), "topk": float(metrics["topk"]), "k": args.top_k,
-            "loss": float(metrics["loss"]),
-            "images": split.num_images, "crops": args.crops, "k_crops": k, "checkpoint": alexnet.latest_checkpoint(
-                args.ckpt_dir)}
+            "loss": float(metrics["loss"]), "images": split.num_images, "crops": args.crops, "k_crops": k}
 
 
 if __name__ == "__main__":
     parser = get_args_parser()
-    try:
+    with errors.reported(parser):
         main(parser.parse_args())
-    except (data_reader.DataError, alexnet.CheckpointError) as error:
-        parser.exit(2, f"{parser.prog}: error: {error}\n")

@@ -20,6 +20,10 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import data_reader  # noqa: E402
+import input_pipeline  # noqa: E402
+import prepared_shards  # noqa: E402
+import preprocessing  # noqa: E402
+import sample_dataset  # noqa: E402
 
 # The generated ImageNet-like JPEGs: photographic content, 300-1600 px wide, about 500x375 on average
 IMAGES = 320
@@ -35,10 +39,11 @@ TRAIN_BATCH = 128  # the paper's
 TRAIN_STEPS = 3  # timed steps after one warm-up step
 MATMUL_SIZE = 4096
 MATMUL_REPEATS = 10
+OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
 END_TO_END_STEPS = 6  # steps in each of train.py's two epochs; the second one is timed
 
 QUICK = {"IMAGES": 24, "PIPELINE_BATCH": 8, "TRAIN_BATCH": 8, "TRAIN_STEPS": 1, "MATMUL_SIZE": 512,
-         "MATMUL_REPEATS": 2, "END_TO_END_STEPS": 2, "REPEATS": 1,
+         "MATMUL_REPEATS": 2, "END_TO_END_STEPS": 2, "REPEATS": 1, "OVERHEAD_STEPS": 100,
          "PIPELINE_EPOCHS": 1}
 PREPARED_TRAIN_SHARDS = 8
 
@@ -61,10 +66,10 @@ def main(args):
             results = measure_pipelines(data_dir, sizes)
         else:
             make_photo_dataset(data_dir, sizes["IMAGES"])
-            data_reader.prepare(data_dir, data_dir + "-prepared", train_shards=PREPARED_TRAIN_SHARDS, val_shards=1)
+            prepared_shards.prepare(data_dir, data_dir + "-prepared", train_shards=PREPARED_TRAIN_SHARDS, val_shards=1)
             results = {"cpu": cpu_name(), "cores": os.cpu_count(), **run_pinned_to_one_core(args, data_dir)}
             results.update(measure_training(sizes))
-            results["end_to_end_img_s"] = measure_end_to_end(data_dir, scratch, sizes)
+            results.update(measure_end_to_end(data_dir, scratch, sizes))
             print_table(results)
     if args.json:
         with open(args.json, "w") as f:
@@ -76,8 +81,8 @@ def main(args):
 
 def make_photo_dataset(data_dir, images):
     """The sample's ILSVRC2012 layout, with photograph-like JPEGs: smooth shapes at several scales plus grain."""
-    per_class = max(1, images // len(data_reader.SAMPLE_LEAVES))
-    data_reader.make_sample(data_dir, train_per_class=per_class, val_per_class=1, draw=photo_like)
+    per_class = max(1, images // len(sample_dataset.LEAVES))
+    sample_dataset.make_sample(data_dir, train_per_class=per_class, val_per_class=1, draw=photo_like)
 
 
 def photo_like(label, num_classes, rng):
@@ -113,10 +118,11 @@ def measure_pipelines(data_dir, sizes):
     mean = [120.0, 115.0, 105.0]
     batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
     steps = split.num_images // batch
-    train, train_prepared = (data_reader.train_dataset(data, mean, batch, steps, 0, epochs, augment="paper",
-                                                       deterministic=False) for data in (split, prepared))
-    evaluation = data_reader.eval_dataset(data_reader.Split(split.paths * epochs, split.labels * epochs, None), mean,
-                                          batch, crops="random", k_crops=5)
+    train, train_prepared = (input_pipeline.train_dataset(data, mean=mean, batch_size=batch, steps_per_epoch=steps,
+                                                          first_epoch=0, epochs=epochs, augment="paper",
+                                                          deterministic=False) for data in (split, prepared))
+    evaluation = input_pipeline.eval_dataset(data_reader.Split(split.paths * epochs, split.labels * epochs, None),
+                                             mean=mean, batch_size=batch, crops="random", k_crops=5)
     rng = np.random.default_rng(0)
     results = {
         "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
@@ -152,12 +158,12 @@ def pil_reference(paths, mean, batch, rng):
         for path in paths[first:first + batch]:
             with Image.open(path) as image:
                 image = image.convert("RGB")
-                scale = data_reader.RESIZE_SHORTER / min(image.size)
+                scale = preprocessing.RESIZE_SHORTER / min(image.size)
                 image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
                                      Image.BILINEAR)
-            left = rng.integers(0, image.width - data_reader.CROP_SIZE + 1)
-            top = rng.integers(0, image.height - data_reader.CROP_SIZE + 1)
-            crop = np.asarray(image.crop((left, top, left + data_reader.CROP_SIZE, top + data_reader.CROP_SIZE)),
+            left = rng.integers(0, image.width - preprocessing.CROP_SIZE + 1)
+            top = rng.integers(0, image.height - preprocessing.CROP_SIZE + 1)
+            crop = np.asarray(image.crop((left, top, left + preprocessing.CROP_SIZE, top + preprocessing.CROP_SIZE)),
                               np.float32)
             crops.append((crop[:, ::-1] if rng.random() < 0.5 else crop) - mean)
         np.stack(crops)
@@ -169,30 +175,85 @@ def pil_reference(paths, mean, batch, rng):
 
 def measure_training(sizes):
     import tensorflow as tf
+
     import alexnet
-    import train
+    import training
+
     results = {"train_flops_per_image": training_flops(alexnet.alexnet())}
     for precision in ("float32", "bf16"):
-        config = {"architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
-                  "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
-                               "precision": precision, "batch_size": sizes["TRAIN_BATCH"]}}
-        model, _, _ = train.build_training(config)
-        images = tf.random.normal((sizes["TRAIN_BATCH"], 224, 224, 3), stddev=50)
-        labels = tf.random.uniform((sizes["TRAIN_BATCH"],), 0, 1000, tf.int32)
-        model.train_on_batch(images, labels)
         key = "fp32" if precision == "float32" else "bf16"
-
-        def train_step():
-            model.train_on_batch(images, labels)
-            return sizes["TRAIN_BATCH"]
-
-        results[f"train_{key}_img_s"] = best_rate(train_step, sizes["TRAIN_STEPS"])
+        results[f"train_{key}_img_s"] = training_step_rate(tf, training, precision, sizes)
         results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf, tf.float32 if key == "fp32" else tf.bfloat16, sizes)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
             results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"])
     alexnet.set_precision("float32")
     results["bf16_speedup_over_fp32"] = results["train_bf16_img_s"] / results["train_fp32_img_s"]
+    results["step_overhead_ms"] = step_overhead_ms(tf, training, sizes)
     return results
+
+
+def training_step_rate(tf, training, precision, sizes):
+    """Images/s of train.py's compiled training step at TRAIN_BATCH, on synthetic tensors."""
+    batch = sizes["TRAIN_BATCH"]
+    config = {"architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
+              "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
+                           "precision": precision, "batch_size": batch}}
+    model, _, _ = training.build_training(config)
+    images = tf.random.normal((batch, 224, 224, 3), stddev=50)
+    labels = tf.random.uniform((batch,), 0, 1000, tf.int32)
+    model.train_on_batch(images, labels)
+
+    def train_step():
+        model.train_on_batch(images, labels)
+        return batch
+
+    return best_rate(train_step, sizes["TRAIN_STEPS"])
+
+
+def step_overhead_ms(tf, training, sizes):
+    """What train.py's Model.fit costs a step beyond the compiled steps themselves, in ms: a model too small to take
+    any time trained by fit with train.py's callbacks, progress bar and steps per call, against the same compiled
+    calls in a bare loop. The difference of two fit lengths cancels each fit's fixed costs (start, the epoch's
+    checkpoint)."""
+    import contextlib
+    import io
+
+    import keras
+
+    import run_folder
+
+    steps = sizes["OVERHEAD_STEPS"]
+    config = {"settings": {"batch_size": 2, "save_every": 10 ** 9 * training.STEPS_PER_EXECUTION},
+              "unreadable": {"train": []}}
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+    model.compile(optimizer=training.PaperSGD(learning_rate=0.01), metrics=["accuracy"],
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  steps_per_execution=training.STEPS_PER_EXECUTION)
+    data = tf.data.Dataset.from_tensors((tf.zeros((2, 8)), tf.zeros((2,), tf.int32))).repeat()
+    checkpoint = tf.train.Checkpoint(model=model)
+
+    def fit_seconds(count):
+        with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()):
+            manager = run_folder.checkpoint_manager(checkpoint, folder)
+            callbacks = training.callbacks(config=config, plateau=keras.callbacks.Callback(), manager=manager,
+                                           log_dir=os.path.join(folder, "logs"))
+            start = time.perf_counter()
+            model.fit(data, epochs=1, steps_per_epoch=count, callbacks=callbacks, verbose=1)
+            return time.perf_counter() - start
+
+    def bare_seconds(count):
+        iterator = iter(data)
+        start = time.perf_counter()
+        for _ in range(count // training.STEPS_PER_EXECUTION):
+            logs = model.train_function(iterator)
+        float(logs["loss"])
+        return time.perf_counter() - start
+
+    fit_seconds(2)
+    repeats = range(sizes["REPEATS"] + 2)
+    fit_per_step = (min(fit_seconds(2 * steps) for _ in repeats) - min(fit_seconds(steps) for _ in repeats)) / steps
+    bare_per_step = min(bare_seconds(steps) for _ in repeats) / steps
+    return 1000 * max(fit_per_step - bare_per_step, 0.0)
 
 
 def training_flops(model):
@@ -228,13 +289,15 @@ def matmul_gflops(tf, dtype, sizes):
 
 
 def measure_end_to_end(data_dir, scratch, sizes):
-    """images/s of train.py's second epoch, fed by the real pipeline from the generated JPEG folder."""
+    """Training images/s of train.py's second epoch (its validation pass excluded, and timed apart), fed by the
+    real pipeline from the generated JPEG folder."""
     command = [sys.executable, os.path.join(ROOT, "train.py"), "-scratch", "--data-dir", data_dir,
                "--ckpt-dir", os.path.join(scratch, "ckpt"), "--log-dir", os.path.join(scratch, "logs"),
                "--epochs", "2", "--steps-per-epoch", str(sizes["END_TO_END_STEPS"]),
                "--batch-size", str(sizes["PIPELINE_BATCH"]), "--save-every", str(10 ** 9)]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(re.findall(r"images_per_second: ([\d.]+)", out)[-1])
+    return {"end_to_end_img_s": float(re.findall(r"images_per_second: ([\d.]+)", out)[-1]),
+            "end_to_end_validation_seconds": float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])}
 
 
 def cpu_name():

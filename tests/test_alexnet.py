@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 import alexnet
+import errors
 
 
 def test_parameter_counts_of_both_variants():
@@ -58,5 +59,5 @@ def test_crop_averaging_averages_softmax_over_crops():
 
 
 def test_load_trained_without_a_run_names_the_folder(tmp_path):
-    with pytest.raises(alexnet.CheckpointError, match=str(tmp_path)):
+    with pytest.raises(errors.CheckpointError, match=str(tmp_path)):
         alexnet.load_trained(str(tmp_path))

@@ -7,13 +7,18 @@ import socket
 import subprocess
 
 import numpy as np
+import pytest
 
 import alexnet
+import distribute
+import errors
+import run_folder
+import settings
 import train
 from conftest import SCRIPT_ENV, run_script, script_command
-from test_scripts import one_line_error
 
 
+@pytest.mark.slow
 def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
     settings = ("--epochs", 1, "--steps-per-epoch", 3, "--batch-size", 8, "--dropout", 0, "--augment", "none",
                 "--precision", "float32", "--deterministic", "--data-dir", tiny_data)
@@ -33,7 +38,7 @@ def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
     assert difference < 1e-3 * moved, (difference, moved)
 
 
-def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path):
+def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path, one_line_error):
     error = one_line_error(run_script("train.py", "-scratch", "--strategy", "mirrored", "--cpu-replicas", 3,
                                       "--batch-size", 8, "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "c",
                                       cwd=tmp_path))
@@ -67,24 +72,50 @@ def run_two_workers(*args, cwd, worker_tmp):
     return results
 
 
+@pytest.mark.slow
 def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path):
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     ckpt = tmp_path / "ckpt"
     common = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "logs", "--steps-per-epoch", 3,
               "--batch-size", 8, "--precision", "float32")
-    for returncode, stdout, stderr in run_two_workers("-scratch", "--epochs", 1, *common, cwd=tmp_path,
-                                                      worker_tmp=worker_tmp):
+    chief, worker = run_two_workers("-scratch", "--epochs", 1, *common, cwd=tmp_path, worker_tmp=worker_tmp)
+    for returncode, stdout, stderr in (chief, worker):
         assert returncode == 0, stderr
         assert "epochs 1..1 of 3 steps x 8 images" in stdout
+    for found_once in ("Checking that the 40 train images decode", "Computing the training set's mean"):
+        assert found_once in chief[1] and found_once not in worker[1]  # the worker took the chief's results
     assert sorted(glob.glob(str(ckpt / "*.index"))) == [str(ckpt / "ckpt-3.index")]
     assert list(worker_tmp.iterdir()) == []  # the other worker's checkpoints and logs were removed
-    left_by_a_killed_worker = worker_tmp / os.path.basename(train.worker_scratch(str(ckpt), "worker", 1))
+    left_by_a_killed_worker = worker_tmp / os.path.basename(run_folder.worker_scratch(str(ckpt), "worker", 1))
     (left_by_a_killed_worker / "ckpt").mkdir(parents=True)
 
     for returncode, stdout, stderr in run_two_workers("-resume", "--epochs", 2, *common, cwd=tmp_path,
                                                       worker_tmp=worker_tmp):
         assert returncode == 0, stderr
         assert f"Resuming from {ckpt / 'ckpt-3'} at step 3 (epoch 2)" in stdout
-    assert alexnet.latest_checkpoint(str(ckpt)).endswith("ckpt-6")
+    assert run_folder.latest_checkpoint(str(ckpt)).endswith("ckpt-6")
     assert list(worker_tmp.iterdir()) == []
+
+
+def resumed_settings(batch_size, replicas):
+    args = train.get_args_parser().parse_args(["-resume"])
+    saved = {"settings": {**settings.RUN_DEFAULTS, "precision": "float32", "batch_size": batch_size,
+                          "steps_per_epoch": 10}}
+    return settings.resolve(args, saved=saved, replicas=replicas)
+
+
+def test_the_replica_check_uses_the_runs_batch_size():
+    assert resumed_settings(96, replicas=3).batch_size == 96  # the default batch size, 128, would not split
+    with pytest.raises(errors.UsageError, match="the run's batch size 100 does not split evenly across the 8"):
+        resumed_settings(100, replicas=8)
+
+
+def test_a_keras_whose_internals_moved_fails_at_start_up(monkeypatch):
+    from keras.src.backend.tensorflow import trainer
+
+    assert distribute.keras_trainer_to_mend() is trainer
+    monkeypatch.delattr(trainer, "reduce_per_replica")
+    with pytest.raises(errors.UsageError, match="no longer has what train.py mends .* install the versions of "
+                                                "requirements.txt"):
+        distribute.keras_trainer_to_mend()

@@ -1,7 +1,11 @@
-"""The one slow test (about 3 minutes on 2 cores): the README's sample run learns."""
+"""The README's sample run learns (about 3 minutes on 2 cores)."""
 import json
 
+import pytest
+
 from conftest import run_script
+
+pytestmark = pytest.mark.slow
 
 
 def test_sample_run_learns_to_three_times_chance(tmp_path):

@@ -5,16 +5,19 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import alexnet
 import data_reader
+import input_pipeline
+import prepared_shards
+import preprocessing
+import run_folder
 from conftest import run_script
-from test_scripts import one_line_error
+
 
 class Killed(Exception):
     """Stands for the run being killed between two shards."""
 
 
-FEATURES = {**data_reader.RECORD_FEATURES, "image/filename": tf.io.FixedLenFeature([], tf.string)}
+FEATURES = {**prepared_shards.RECORD_FEATURES, "image/filename": tf.io.FixedLenFeature([], tf.string)}
 
 
 def records(data_dir, part):
@@ -36,14 +39,15 @@ def test_prepared_shards_hold_the_folder_images_with_their_labels(tiny_data, pre
         for path, label in zip(folder.paths, folder.labels):
             prepared_label, image = prepared[os.path.relpath(path, tiny_data)]
             assert prepared_label == label
-            reference = data_reader.resize_shorter_side(data_reader.decode_rgb(tf.io.read_file(path))).numpy()
-            assert image.shape == reference.shape and min(image.shape[:2]) == data_reader.RESIZE_SHORTER
+            reference = preprocessing.resize_shorter_side(preprocessing.decode_rgb(tf.io.read_file(path))).numpy()
+            assert image.shape == reference.shape and min(image.shape[:2]) == preprocessing.RESIZE_SHORTER
             assert np.abs(image - reference).mean() < 3.0  # JPEG re-encoding at quality 95 of the noisy sample
 
 
 def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_data):
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
-    batches = [list(data_reader.eval_dataset(data_reader.read_split(data_dir, synsets, "val"), [0.0] * 3, 8, "ten"))
+    batches = [list(input_pipeline.eval_dataset(data_reader.read_split(data_dir, synsets, "val"), mean=[0.0] * 3,
+                                                batch_size=8, crops="ten"))
                for data_dir in (tiny_data, prepared_data)]
     assert len(batches[0]) == len(batches[1]) == 3
     for (folder_images, folder_labels), (prepared_images, prepared_labels) in zip(*batches):
@@ -53,7 +57,7 @@ def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_d
 
 def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data, prepared_data, tmp_path,
                                                                       monkeypatch):
-    write_shard, written, killed = data_reader._write_shard, [], []
+    write_shard, written, killed = prepared_shards.write_shard, [], []
 
     def interrupted_after_two(source_dir, entries, synsets, path, progress):
         if len(written) == 2 and not killed:
@@ -63,11 +67,11 @@ def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data,
         return write_shard(source_dir, entries, synsets, path, progress)
 
     out = str(tmp_path / "prepared")
-    monkeypatch.setattr(data_reader, "_write_shard", interrupted_after_two)
+    monkeypatch.setattr(prepared_shards, "write_shard", interrupted_after_two)
     with pytest.raises(Killed):
-        data_reader.prepare(tiny_data, out, train_shards=3, val_shards=2)
+        prepared_shards.prepare(tiny_data, out, train_shards=3, val_shards=2)
     assert not os.path.exists(os.path.join(out, data_reader.PREPARED_MANIFEST))
-    data_reader.prepare(tiny_data, out, train_shards=3, val_shards=2)
+    prepared_shards.prepare(tiny_data, out, train_shards=3, val_shards=2)
     assert len(written) == 5 and len(set(written)) == 5  # two before the interruption, three after, none twice
     for name in os.listdir(prepared_data):
         if name.startswith(("train-", "validation-")):
@@ -75,6 +79,7 @@ def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data,
                 assert again.read() == once.read(), name
 
 
+@pytest.mark.slow
 def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data, prepared_data, tmp_path):
     ckpt = ("--ckpt-dir", tmp_path / "ckpt")
     trained = run_script("train.py", "-scratch", "--data-dir", prepared_data, *ckpt, "--epochs", 1,
@@ -89,10 +94,10 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     assert resumed.returncode == 0, resumed.stderr
     assert "trained on prepared shards and continues on image folders" in resumed.stdout
     assert "Checking that the 40 train images decode" in resumed.stdout
-    assert alexnet.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
+    assert run_folder.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
 
 
-def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path):
+def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
     error = one_line_error(run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out",
                                       cwd=tmp_path))
     assert "meta.mat not found" in error

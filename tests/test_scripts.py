@@ -2,14 +2,18 @@
 import json
 import os
 import re
+import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import alexnet
-import train
-from conftest import ROOT, run_script
+import run_folder
+import settings
+import training
+from conftest import ROOT, SCRIPT_ENV, run_script
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
 
@@ -24,6 +28,7 @@ def trained(tiny_data, tmp_path_factory):
     return work, scratch, resumed
 
 
+@pytest.mark.slow
 def test_scratch_trains_saves_and_logs(trained):
     work, scratch, _ = trained
     assert scratch.returncode == 0, scratch.stderr
@@ -37,6 +42,7 @@ def test_scratch_trains_saves_and_logs(trained):
     assert os.listdir(work / "logs" / "train") and os.listdir(work / "logs" / "validation")
 
 
+@pytest.mark.slow
 def test_resume_continues_at_the_saved_step(trained):
     work, _, resumed = trained
     assert resumed.returncode == 0, resumed.stderr
@@ -45,6 +51,7 @@ def test_resume_continues_at_the_saved_step(trained):
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
 
 
+@pytest.mark.slow
 def test_test_py_reports_top1_and_topk(trained, tiny_data):
     work, _, _ = trained
     result = run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", "--limit", 12,
@@ -58,6 +65,7 @@ def test_test_py_reports_top1_and_topk(trained, tiny_data):
     assert f"{100 * results['top1']:.2f}%" in top1 and results["topk"] >= results["top1"]
 
 
+@pytest.mark.slow
 def test_classify_prints_what_alexnet_saw(trained):
     work, _, _ = trained
     result = run_script("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", work / "ckpt", cwd=work)
@@ -74,22 +82,18 @@ def test_classify_prints_what_alexnet_saw(trained):
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
 
 
-def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path):
-    config = {"architecture": {"num_classes": 3, "groups": 1, "dropout": 0.5},
-              "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "steps_per_epoch": 4,
-                           "batch_size": 2,
-                           "deterministic": False, "precision": "float32"}}
-    model, plateau, checkpoint = train.build_training(config)
+def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path, training_config):
+    config = training_config()
+    model, plateau, checkpoint = training.build_training(config)
     images, labels = np.random.default_rng(0).normal(0, 50, (2, 224, 224, 3)), np.array([0, 2])
     model.train_on_batch(images, labels)
     model.optimizer.learning_rate.assign(0.001)
     plateau.state.best.assign(1.5)
     plateau.state.wait.assign(2)
     tf.train.CheckpointManager(checkpoint, str(tmp_path), 3).save(checkpoint_number=1)
-    alexnet.save_config(str(tmp_path), config)
 
-    model2, plateau2, checkpoint2 = train.build_training({**config, "settings": {**config["settings"], "seed": 1}})
-    train.restore(checkpoint2, model2, str(tmp_path), config)
+    model2, plateau2, checkpoint2 = training.build_training({**config, "settings": {**config["settings"], "seed": 1}})
+    run_folder.restore(checkpoint2, tf.train.latest_checkpoint(str(tmp_path)))
     assert float(model2.optimizer.learning_rate) == pytest.approx(0.001)
     assert int(model2.optimizer.iterations) == 1
     assert float(plateau2.state.best) == 1.5 and int(plateau2.state.wait) == 2
@@ -101,7 +105,7 @@ def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path):
 
 def test_weight_decay_goes_through_momentum():
     weight, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
-    optimizer = train.PaperSGD(learning_rate=0.1, momentum=0.9, coupled_weight_decay=0.5)
+    optimizer = training.PaperSGD(learning_rate=0.1, momentum=0.9, coupled_weight_decay=0.5)
     gradients = [tf.constant([[0.2, 0.2]]), tf.constant([0.2])]
     optimizer.apply(gradients, [weight, bias])
     optimizer.apply(gradients, [weight, bias])
@@ -115,8 +119,8 @@ def test_weight_decay_goes_through_momentum():
 
 def test_plateau_divides_by_ten_at_most_three_times():
     model = alexnet.alexnet(num_classes=2)
-    model.compile(optimizer=train.PaperSGD(learning_rate=0.01))
-    plateau = train.PlateauSchedule(patience=2)
+    model.compile(optimizer=training.PaperSGD(learning_rate=0.01))
+    plateau = training.PlateauSchedule(patience=2)
     plateau.set_model(model)
     for epoch, val_loss in enumerate([1.0, 0.9, 0.95, 0.93] + [0.99] * 10):
         plateau.on_epoch_end(epoch, {"val_loss": val_loss})
@@ -126,29 +130,22 @@ def test_plateau_divides_by_ten_at_most_three_times():
     assert int(plateau.state.drops) == 3
 
 
-def one_line_error(result):
-    """The script's one error line. TensorFlow's C++ start-up lines may precede it: abseil writes them to stderr
-    before TF_CPP_MIN_LOG_LEVEL takes effect."""
-    assert result.returncode == 2, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if ": error: " in line]
-    assert len(errors) == 1 and result.stderr.strip().splitlines()[-1] == errors[0], result.stderr
-    return errors[0]
-
-
-def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path):
+@pytest.mark.slow
+def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path, one_line_error):
     assert "-scratch" in one_line_error(run_script("train.py", cwd=tmp_path))
     assert str(tmp_path / "nowhere") in one_line_error(
         run_script("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path))
     assert "-scratch" in one_line_error(
         run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+    assert not (tmp_path / "none").exists()  # a mistyped --ckpt-dir creates nothing
     assert str(tmp_path / "none") in one_line_error(
         run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
     assert str(tmp_path / "none") in one_line_error(
         run_script("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
 
 
-def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path):
+@pytest.mark.slow
+def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path, one_line_error):
     work, _, _ = trained
     ckpt = ("--ckpt-dir", work / "ckpt")
     assert "missing.jpg not found" in one_line_error(run_script("classify.py", tmp_path / "missing.jpg", *ckpt))
@@ -161,8 +158,69 @@ def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path):
         run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
 
 
-@pytest.mark.parametrize("script", ["train.py", "test.py", "classify.py", "data_reader.py"])
+HELP_DEFAULTS = {
+    "train.py": {"--epochs": training.EPOCHS, "--batch-size": training.BATCH_SIZE, "--lr": training.LEARNING_RATE,
+                 "--momentum": training.MOMENTUM, "--weight-decay": training.WEIGHT_DECAY,
+                 "--dropout": alexnet.DROPOUT, "--ckpt-dir": run_folder.CKPT_DIR, "--data-dir": "ILSVRC2012",
+                 "--save-every": settings.SAVE_EVERY, "--cpu-replicas": 2},
+    "test.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--batch-size": 32, "--ckpt-dir": "ckpt-alexnet"},
+    "classify.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--seed": 0},
+    "data_reader.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
+}
+
+
+@pytest.mark.parametrize("script", sorted(HELP_DEFAULTS))
 def test_help_shows_the_defaults(script):
     result = run_script(script, "--help")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("default") >= 3, result.stdout
+    options = re.split(r"\n(?=  -)", result.stdout)  # an option's help: its line and the more indented ones
+    for flag, default in HELP_DEFAULTS[script].items():
+        text = " ".join(next(option for option in options if re.match(rf"\s*(-\w+, )?{flag}\b", option)).split())
+        assert f"default: {default}" in text, (flag, text)
+
+
+def test_tensorflow_start_up_is_quiet_unless_the_user_sets_its_log_level(tmp_path):
+    missing = ("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none")
+    quiet = run_script(*missing)
+    assert quiet.stderr.strip().splitlines() == [quiet.stderr.strip()]  # our error alone
+    verbose = run_script(*missing, env={**SCRIPT_ENV, "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert len(verbose.stderr.strip().splitlines()) > 1, verbose.stderr  # TensorFlow's own lines, as asked
+
+
+def test_throughput_counts_training_time_alone(training_config):
+    model, _, _ = training.build_training(training_config())
+    logs = training.ThroughputLogs(batch_size=8, unreadable=2)
+    logs.set_model(model)
+    logs.set_params({"steps": 4})
+    logs.on_epoch_begin(0)
+    time.sleep(0.2)
+    for batch in range(4):
+        batch_logs = {"loss": 1.0}
+        logs.on_train_batch_end(batch, batch_logs)
+    logs.on_test_begin()
+    time.sleep(0.3)
+    epoch_logs = {}
+    logs.on_epoch_end(0, epoch_logs)
+    assert batch_logs["lr"] == pytest.approx(0.01)
+    assert 32 / 0.25 < epoch_logs["images_per_second"] <= 32 / 0.2
+    assert 0.3 <= epoch_logs["validation_seconds"] < 0.35
+    assert epoch_logs["unreadable_skipped"] == 2
+
+
+def test_keras_reads_the_logs_once_a_call_of_several_steps(tmp_path):
+    assert training.steps_per_execution({"save_every": 1000, "steps_per_epoch": 10008}) == 8
+    assert training.steps_per_execution({"save_every": 10, "steps_per_epoch": 12}) == 2
+    assert training.epoch_steps(1_281_167, 128, save_every=1000) == 10008
+    assert training.epoch_steps(400, 32, save_every=10) == 12
+    assert training.epoch_steps(40, 8, save_every=2) == 5  # dropping 1 of 5 steps would be too many
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=training.PaperSGD(learning_rate=0.01), steps_per_execution=2,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    manager = run_folder.checkpoint_manager(tf.train.Checkpoint(model=model), str(tmp_path), chief=True)
+    checkpointer = run_folder.Checkpointer(manager, save_every=4)
+    reads = []
+    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: reads.append(batch))
+    data = tf.data.Dataset.from_tensors((tf.ones((2, 3)), tf.zeros((2,), tf.int32))).repeat(16)
+    model.fit(data, epochs=2, steps_per_epoch=8, callbacks=[checkpointer, counter], verbose=0)
+    assert reads == [1, 3, 5, 7] * 2  # the last step of each call of 2, not every step
+    assert [int(path.rsplit("-", 1)[1]) for path in manager.checkpoints] == [8, 12, 16]  # saves at 4, 8, 12, 16

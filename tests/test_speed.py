@@ -9,8 +9,8 @@ import tensorflow as tf
 from PIL import Image
 
 import alexnet
-import data_reader
-import train
+import preprocessing
+import training
 from conftest import SCRIPT_ENV, script_command
 
 
@@ -32,21 +32,19 @@ def test_fast_jpeg_crop_matches_resize_then_crop(width, height, tmp_path):
     encoded = tf.io.read_file(str(tmp_path / "photo.jpg"))
     for draw in range(10):
         seed = tf.constant([width, draw], tf.int64)
-        fast = data_reader.random_crop_jpeg(encoded, seed).numpy()
-        reference = data_reader.random_crop_reference(encoded, seed).numpy()
+        fast = preprocessing.random_crop_jpeg(encoded, seed).numpy()
+        reference = preprocessing.random_crop_reference(encoded, seed).numpy()
         assert fast.shape == reference.shape == (224, 224, 3)
         # libjpeg's DCT downscaling filters unlike an antialiased bilinear resize: about 1% of the range apart
         assert np.abs(fast - reference).mean() < 3.0, (draw, np.abs(fast - reference).mean())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
-def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision):
-    config = {"architecture": {"num_classes": 4, "groups": 1, "dropout": 0.5},
-              "settings": {"seed": 0, "lr": 0.001, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
-                           "batch_size": 4,
-                           "precision": precision}}
+def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, training_config):
+    config = training_config(num_classes=4, lr=0.001, batch_size=4, precision=precision)
     try:
-        model, _, _ = train.build_training(config)
+        model, _, _ = training.build_training(config)
         images = np.random.default_rng(0).normal(0, 50, (4, 224, 224, 3)).astype(np.float32)
         losses = [model.train_on_batch(images, np.array([0, 1, 2, 3]))[0] for _ in range(2)]
         assert model(images).dtype == tf.float32
@@ -56,16 +54,23 @@ def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision):
         alexnet.set_precision("float32")
 
 
+@pytest.mark.slow
 def test_bench_quick_writes_every_figure(tmp_path):
     result = subprocess.run(script_command(os.path.join("benchmarks", "bench.py"), "--quick", "--json",
                                            tmp_path / "bench.json"), capture_output=True, text=True, env=SCRIPT_ENV,
                             timeout=600)
     assert result.returncode == 0, result.stderr
     figures = json.loads((tmp_path / "bench.json").read_text())
-    for key in ("pipeline_img_s_per_core", "pipeline_eval_img_s_per_core", "pil_img_s_per_core",
-                "pipeline_speedup_vs_pil", "train_fp32_img_s", "train_bf16_img_s", "train_flops_per_image",
-                "matmul_fp32_gflop_s", "matmul_bf16_gflop_s", "train_fp32_fraction_of_matmul_peak",
-                "train_bf16_fraction_of_matmul_peak", "bf16_speedup_over_fp32", "end_to_end_img_s",
-                "pipeline_prepared_img_s_per_core", "pipeline_speedup_vs_pil_prepared"):
-        assert figures[key] > 0, key
+    rates = ("pipeline_img_s_per_core", "pipeline_eval_img_s_per_core", "pil_img_s_per_core",
+             "pipeline_prepared_img_s_per_core", "train_fp32_img_s", "train_bf16_img_s", "matmul_fp32_gflop_s",
+             "matmul_bf16_gflop_s", "end_to_end_img_s", "end_to_end_validation_seconds")
+    assert all(figures[key] > 0 for key in rates), figures
+    assert 0 <= figures["step_overhead_ms"] < 100
     assert figures["train_flops_per_image"] == pytest.approx(6.6e9, rel=0.05)
+    for key in ("fp32", "bf16"):  # each derived figure is what its name says, from the figures measured
+        assert figures[f"train_{key}_fraction_of_matmul_peak"] == pytest.approx(
+            figures[f"train_{key}_img_s"] * figures["train_flops_per_image"] / 1e9 / figures[f"matmul_{key}_gflop_s"])
+    assert figures["bf16_speedup_over_fp32"] == pytest.approx(figures["train_bf16_img_s"] / figures["train_fp32_img_s"])
+    for suffix, rate in (("", "pipeline_img_s_per_core"), ("_prepared", "pipeline_prepared_img_s_per_core")):
+        assert figures[f"pipeline_speedup_vs_pil{suffix}"] == pytest.approx(figures[rate] / figures["pil_img_s_per_core"])
+    assert figures["cores"] == os.cpu_count() and figures["cpu"]

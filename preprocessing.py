@@ -1,0 +1,225 @@
+"""Every step from an encoded image to the network's input, for training, evaluation, classify.py and export alike.
+
+Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP), resize the shorter side to 256, crop 224 (random for
+training; random, centre or ten crops for evaluation), augment (training only), subtract the training set's
+per-channel mean; pixels stay on the 0..255 scale, as in the seed and the paper. No other module holds a
+preprocessing constant.
+"""
+import os
+
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import startup
+from errors import DataError
+
+# Paper §2 and §4.1
+RESIZE_SHORTER = 256  # shorter side rescaled to 256
+CROP_SIZE = 224  # random 224x224 patches
+TEN_CROP_SQUARE = 256  # ten-crop test takes corners and centre of the central 256x256 square, paper §4.1
+JPEG_RATIOS = (1, 2, 4, 8)  # the DCT downscalings libjpeg offers
+
+# PCA colour augmentation, paper §4.1: alpha ~ N(0, 0.1) along the RGB covariance's eigenvectors.
+# Eigen-decomposition of ImageNet pixels in [0, 1] as published with fb.resnet.torch; we scale it to 0..255.
+PCA_STDDEV = 0.1
+PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
+PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
+                    (-0.5808, -0.0045, -0.8140),
+                    (-0.5836, -0.6948, 0.4203))
+AUGMENTATIONS = ("none", "flip", "paper")  # none: the seed (random crop only); flip: + mirror; paper: + PCA
+EVAL_CROPS = ("random", "center", "ten")
+
+# Ours: a header declaring more pixels than this is refused before anything is decoded (a decompression bomb would
+# otherwise allocate gigabytes); 100 megapixels is 300 MB as RGB, far above a camera photograph's 12 to 50.
+MAX_IMAGE_PIXELS = 100_000_000
+
+
+def declared_pixels(encoded):
+    """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header),
+    read without decoding; 0 for other formats, which do not decode anyway."""
+    def header(offset, count):
+        return tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, count), tf.uint8), tf.int64)
+
+    def big_endian(numbers):
+        return numbers[0] * 2 ** 24 + numbers[1] * 2 ** 16 + numbers[2] * 2 ** 8 + numbers[3]
+
+    def png():
+        sizes = header(16, 8)
+        return big_endian(sizes[:4]) * big_endian(sizes[4:])
+
+    def gif():
+        sizes = header(6, 4)
+        return (sizes[0] + 256 * sizes[1]) * (sizes[2] + 256 * sizes[3])
+
+    def bmp():
+        sizes = header(18, 8)
+        width, height = (sizes[i] + 2 ** 8 * sizes[i + 1] + 2 ** 16 * sizes[i + 2] + 2 ** 24 * sizes[i + 3]
+                         for i in (0, 4))
+        return width * tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # a negative height: top-down rows
+
+    magic = tf.strings.substr(encoded, 0, 4)
+    long_enough = tf.strings.length(encoded) >= 26
+    return tf.case([(tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2],
+                                                                              tf.int64))),
+                    (long_enough & tf.equal(magic, b"\x89PNG"), png),
+                    (long_enough & tf.equal(magic, b"GIF8"), gif),
+                    (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp)],
+                   default=lambda: tf.constant(0, tf.int64))
+
+
+def bounded(encoded):
+    """`encoded`, once its header is known to declare at most MAX_IMAGE_PIXELS (an InvalidArgumentError if not)."""
+    check = tf.debugging.assert_less_equal(declared_pixels(encoded), tf.constant(MAX_IMAGE_PIXELS, tf.int64),
+                                           message=f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels")
+    with tf.control_dependencies([check]):
+        return tf.identity(encoded)
+
+
+def decode_rgb(encoded):
+    """Any JPEG (grayscale and CMYK too), PNG, GIF or BMP bytes as a uint8 RGB image."""
+    return tf.io.decode_image(bounded(encoded), channels=3, expand_animations=False)
+
+
+def decodes(encoded):
+    """The shape of the decoded image, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still reads all
+    of their data): an InvalidArgumentError for a file that does not decode."""
+    encoded = bounded(encoded)
+    return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
+                   lambda: tf.shape(decode_rgb(encoded)))
+
+
+def resized_shape(shape, size=RESIZE_SHORTER):
+    """The (height, width) an image of `shape` takes with its shorter side resized to `size`, and the scale."""
+    shape = tf.cast(shape, tf.float32)
+    scale = size / tf.reduce_min(shape)
+    return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size), scale
+
+
+def resize_shorter_side(image, size=RESIZE_SHORTER):
+    new_shape, _ = resized_shape(tf.shape(image)[:2], size)
+    return tf.image.resize(image, new_shape, antialias=True)
+
+
+def random_crop_offset(image_shape, seed):
+    """The top-left corner of a uniformly random CROP_SIZE window in an image of `image_shape` (height, width)."""
+    room = tf.cast(image_shape - CROP_SIZE + 1, tf.float32)
+    return tf.cast(tf.random.stateless_uniform([2], seed) * room, tf.int32)
+
+
+def random_crop_reference(encoded, seed):
+    """Decode, resize the shorter side to 256, crop 224 at a random place: the definition of the training crop."""
+    image = resize_shorter_side(decode_rgb(encoded))
+    top, left = tf.unstack(random_crop_offset(tf.shape(image)[:2], seed))
+    return tf.image.crop_to_bounding_box(image, top, left, CROP_SIZE, CROP_SIZE)
+
+
+def random_crop_jpeg(encoded, seed):
+    """The same crop of a JPEG, fast: the window is mapped back to the original's coordinates and only it is
+    decoded, at the largest DCT downscaling (1/2, 1/4, 1/8) that keeps it at least 224 pixels, then resized."""
+    encoded = bounded(encoded)
+    shape = tf.io.extract_jpeg_shape(encoded)[:2]
+    new_shape, scale = resized_shape(shape)
+    offset = tf.cast(random_crop_offset(new_shape, seed), tf.float32)
+    origin = tf.minimum(tf.cast(tf.round(offset / scale), tf.int32), shape - 1)
+    size = tf.minimum(tf.cast(tf.round(CROP_SIZE / scale), tf.int32), shape - origin)
+    ratio_index = tf.reduce_sum(tf.cast(tf.reduce_min(size) >= CROP_SIZE * tf.constant([2, 4, 8]), tf.int32))
+
+    def decode_at(ratio):
+        return lambda: tf.io.decode_and_crop_jpeg(encoded, tf.concat([origin // ratio, size // ratio], 0), channels=3,
+                                                  ratio=ratio)
+
+    window = tf.switch_case(ratio_index, [decode_at(ratio) for ratio in JPEG_RATIOS])
+    # The DCT scaling leaves a factor below 2, where bilinear needs no antialiasing (which costs 3x the decode);
+    # prepared images need no resize at all.
+    return tf.cond(tf.reduce_all(tf.shape(window)[:2] == CROP_SIZE), lambda: tf.cast(window, tf.float32),
+                   lambda: tf.image.resize(window, [CROP_SIZE, CROP_SIZE]))
+
+
+def pca_lighting_offset(seed, stddev=PCA_STDDEV):
+    """The RGB offset of the paper's lighting noise: eigenvectors * (alpha * eigenvalues), alpha ~ N(0, stddev),
+    on the 0..255 scale; it is added to every pixel."""
+    alpha = tf.random.stateless_normal([3], seed, stddev=stddev)
+    return tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES)) * 255.0
+
+
+def train_crop(encoded, mean, augment, seed):
+    """One training example: random 224 crop of the 256-resized image, augmented, mean subtracted."""
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    image = tf.cond(tf.io.is_jpeg(encoded), lambda: random_crop_jpeg(encoded, seeds[0]),
+                    lambda: random_crop_reference(encoded, seeds[0]))
+    mirror = augment in ("flip", "paper") and tf.random.stateless_uniform([], seeds[1]) < 0.5
+    offset = pca_lighting_offset(seeds[2]) - mean if augment == "paper" else -mean
+    return _mirrored_and_offset(image, mirror, offset)
+
+
+# XLA makes the mirror and the offset one pass over the pixels: TF's own broadcasting add of a per-channel offset
+# costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x faster).
+@tf.function(jit_compile=True)
+def _mirrored_and_offset(images, mirror, offset):
+    return tf.where(mirror, tf.reverse(images, [-2]), images) + offset
+
+
+def eval_crops(encoded, mean, crops, k_crops, seed):
+    """The crops test.py and classify.py average over, shape (K, 224, 224, 3), mean subtracted:
+    `random`: k_crops random crops; `center`: the centre crop (K = 1); `ten`: corners and centre of the central
+    256x256 square and their mirrors (K = 10, the paper's test)."""
+    image = resize_shorter_side(decode_rgb(encoded))
+    if crops == "random":
+        patches = [tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], s)
+                   for s in tf.unstack(tf.random.experimental.stateless_split(seed, k_crops))]
+    elif crops == "center":
+        patches = [_crop_at(image, 0.5, 0.5, image_extent=None)]
+    elif crops == "ten":
+        corners = [_crop_at(image, fy, fx, TEN_CROP_SQUARE) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (.5, .5))]
+        patches = corners + [tf.image.flip_left_right(patch) for patch in corners]
+    else:
+        raise ValueError(f"crops must be one of {EVAL_CROPS}, not {crops!r}")
+    return _mirrored_and_offset(tf.stack(patches), False, -mean)
+
+
+def crops_per_image(crops, k_crops):
+    return {"random": k_crops, "center": 1, "ten": 10}[crops]
+
+
+def _crop_at(image, fy, fx, image_extent):
+    """The 224 crop at relative position (fy, fx) of the central `image_extent` square (None: whole image)."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    extent_h = height if image_extent is None else tf.minimum(height, image_extent)
+    extent_w = width if image_extent is None else tf.minimum(width, image_extent)
+    top = (height - extent_h) // 2 + tf.cast(fy * tf.cast(extent_h - CROP_SIZE, tf.float32), tf.int32)
+    left = (width - extent_w) // 2 + tf.cast(fx * tf.cast(extent_w - CROP_SIZE, tf.float32), tf.int32)
+    return tf.image.crop_to_bounding_box(image, top, left, CROP_SIZE, CROP_SIZE)
+
+
+def load_image_crops(path, mean, crops, k_crops, seed=0):
+    """The eval crops of one image file, for classify.py; formats TF cannot decode go through Pillow. A file that
+    is not an image, or declares more than MAX_IMAGE_PIXELS, is a DataError."""
+    if not os.path.isfile(path):
+        raise DataError(f"image {path} not found: give the path of a JPEG, PNG, GIF or BMP file")
+    encoded = tf.io.read_file(path)
+    try:
+        with startup.decoder_noise_held_back():
+            pixels = int(declared_pixels(encoded))
+            if pixels <= MAX_IMAGE_PIXELS:
+                decode_rgb(encoded)
+    except tf.errors.InvalidArgumentError:  # be specific: TF's word for TIFF, WebP, damaged headers and data
+        encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
+    else:
+        if pixels > MAX_IMAGE_PIXELS:
+            raise DataError(f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project "
+                            "decodes: give a smaller image")
+    return eval_crops(encoded, tf.constant(mean, tf.float32), crops, crops_per_image(crops, k_crops),
+                      tf.constant([seed, 0], tf.int64))
+
+
+def _pillow_rgb(path):
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path} declares {image.width * image.height:,} pixels, more than the "
+                                f"{MAX_IMAGE_PIXELS:,} this project decodes: give a smaller image")
+            return image.convert("RGB")
+    except (OSError, Image.UnidentifiedImageError, Image.DecompressionBombError) as error:  # be specific: what
+        # Pillow raises for files that are not images, truncated ones, and its own pixel bound
+        raise DataError(f"cannot read {path} as an image ({error}): give a JPEG, PNG, GIF or BMP file") from None

@@ -1,0 +1,256 @@
+"""The run folder (`--ckpt-dir`): its config.json, its checkpoints, and the rules that keep them safe.
+
+    ckpt-alexnet/
+        config.json                  the run: architecture, classes (WNID, words), training mean, settings,
+                                     the unreadable images found at -scratch, the data layout; versioned
+        checkpoint                   TensorFlow's index: names only complete checkpoints
+        ckpt-1000.index, ckpt-1000.data-00000-of-00001 ...   weights, momentum, step, learning rate, plateau
+                                     memory, dropout RNG; the last KEEP_CHECKPOINTS are kept
+        train.lock                   held by the train.py that trains here
+
+config.json and the checkpoints are written atomically (a temporary name, then a rename), so that a kill at any
+instant leaves the last complete state; `ckpt-N_temp` folders are what a kill in the middle of a save leaves, and are
+removed by the next train.py.
+"""
+import contextlib
+import fcntl
+import glob
+import json
+import math
+import os
+import shutil
+import tempfile
+import zlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from errors import CheckpointError, RunError
+
+CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
+CONFIG_NAME = "config.json"
+CONFIG_VERSION = 2  # 1: before the version field; 2: adds "version" (nothing else changed)
+CONFIG_KEYS = ("architecture", "classes", "mean", "settings", "unreadable")
+CHECKPOINT_PREFIX = "ckpt"
+CHECKPOINT_INDEX = "checkpoint"
+LOCK_NAME = "train.lock"
+KEEP_CHECKPOINTS = 3  # ours
+
+
+class DivergedError(RunError):
+    """The loss or the weights became NaN or infinite."""
+
+
+class CheckpointWriteError(RunError):
+    """A checkpoint could not be written: the disk is full or a size limit was hit."""
+
+
+def save_config(ckpt_dir, config):
+    """Writes config.json atomically: a kill at any moment leaves the old or the new file, never half of one."""
+    os.makedirs(ckpt_dir, exist_ok=True)
+    path = os.path.join(ckpt_dir, CONFIG_NAME)
+    with open(path + ".tmp", "w") as f:
+        json.dump({"version": CONFIG_VERSION, **config}, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def has_config(ckpt_dir):
+    return os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME))
+
+
+def load_config(ckpt_dir):
+    """The run's config, upgraded to the current version; a CheckpointError for a folder without a run."""
+    path = os.path.join(ckpt_dir, CONFIG_NAME)
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
+                              "train one with `python train.py -scratch`, or pass --ckpt-dir")
+    try:
+        with open(path) as f:
+            config = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:  # be specific: a damaged or foreign file
+        raise CheckpointError(f"{path} is not a run's config ({error}): pass another --ckpt-dir") from None
+    version = config.pop("version", 1) if isinstance(config, dict) else None
+    missing = [key for key in CONFIG_KEYS if key not in config] if isinstance(config, dict) else CONFIG_KEYS
+    if not isinstance(version, int) or missing:
+        raise CheckpointError(f"{path} is not a run's config (it lacks {', '.join(missing) or 'a version'}): "
+                              "pass another --ckpt-dir")
+    if version > CONFIG_VERSION:
+        raise CheckpointError(f"{path} has version {version}, newer than this code's {CONFIG_VERSION}: update the "
+                              "project (git pull)")
+    config.setdefault("layout", "image folders")  # version 1 runs before prepared shards
+    return config
+
+
+def check_classes(config, wnids, ckpt_dir, data_dir):
+    """A CheckpointError unless the run was trained on exactly these classes, in this order."""
+    if [c["wnid"] for c in config["classes"]] != list(wnids):
+        raise CheckpointError(f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
+                              "pass the --data-dir it was trained on, or another --ckpt-dir")
+
+
+def latest_checkpoint(ckpt_dir):
+    """The path of the run's latest complete checkpoint; a CheckpointError for a folder without a run or without
+    a checkpoint."""
+    load_config(ckpt_dir)
+    path = tf.train.latest_checkpoint(ckpt_dir)
+    if path is None:
+        raise CheckpointError(f"no checkpoint in {ckpt_dir}: the run saved none yet; "
+                              "train with `python train.py -scratch` (or -resume) first")
+    return path
+
+
+def restore(checkpoint, path, partial=False):
+    """Restores `checkpoint` from `path`; a CheckpointError when the file does not fit (another architecture or
+    class count than config.json says, or a damaged file)."""
+    try:
+        status = checkpoint.restore(path)
+        (status.expect_partial() if partial else status).assert_existing_objects_matched()
+    except (ValueError, AssertionError, IndexError, tf.errors.OpError) as error:  # be specific: shapes, objects,
+        # damaged files (TF's checkpoint reader raises IndexError for a truncated one)
+        tf.get_logger().setLevel("ERROR")  # else the half-restored checkpoint lists every unmatched value at exit
+        raise CheckpointError(f"{path} does not fit the model of its config.json ({str(error).splitlines()[0]}): "
+                              "the folder mixes runs; train anew with -scratch --overwrite") from None
+
+
+def run_files(ckpt_dir):
+    """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints and unfinished saves."""
+    names = (CONFIG_NAME, CHECKPOINT_INDEX, CHECKPOINT_PREFIX + "-*")
+    return sorted(path for name in names for path in glob.glob(os.path.join(glob.escape(ckpt_dir), name)))
+
+
+def unfinished_saves(ckpt_dir):
+    """The `ckpt-N_temp` folders that a kill in the middle of a save leaves behind."""
+    return [path for path in glob.glob(os.path.join(glob.escape(ckpt_dir), CHECKPOINT_PREFIX + "-*_temp"))
+            if os.path.isdir(path)]
+
+
+def size_on_disk(paths):
+    return sum(os.path.getsize(os.path.join(root, name)) for path in paths
+               for root, _, names in (os.walk(path) if os.path.isdir(path) else [("", None, [path])])
+               for name in names)
+
+
+def remove(paths):
+    for path in paths:
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+@contextlib.contextmanager
+def lock(ckpt_dir):
+    """Holds a lock on the run folder (which must exist) while training: a second train.py there is refused. The
+    kernel drops the lock when the process ends, however it ends, so a killed run leaves nothing stuck."""
+    with open(os.path.join(ckpt_dir, LOCK_NAME), "w") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CheckpointError(f"another train.py is training in {ckpt_dir}: let it finish or stop it, "
+                                  "or pass another --ckpt-dir") from None
+        yield
+
+
+def checkpoint_bytes(model):
+    """The size of one checkpoint: the weights and the optimizer's momentum."""
+    return sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
+               for variable in model.variables + model.optimizer.variables)
+
+
+def check_free_space(ckpt_dir, *, size, kept, saved, reclaimable=0, elsewhere="choose another --ckpt-dir"):
+    """Refuses to start a run whose checkpoints will not fit, rather than failing at its first save, hours in.
+    tf.train.CheckpointManager writes a checkpoint before it deletes the oldest: a run needs room for one more
+    than it keeps. `reclaimable`: bytes of files about to be removed (an overwritten run, unfinished saves)."""
+    needed = (kept + 1 - saved) * size
+    free = shutil.disk_usage(ckpt_dir).free + reclaimable
+    if free < needed:
+        raise CheckpointError(
+            f"{ckpt_dir} has {free / 1e9:.2f} GB free, and the run needs {needed / 1e9:.2f} GB more for its "
+            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or {elsewhere}")
+
+
+def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
+    """The checkpoint manager of this process: the run's last KEEP_CHECKPOINTS on the chief, the last one on the
+    other workers, whose copy nobody reads."""
+    return tf.train.CheckpointManager(checkpoint, ckpt_dir, KEEP_CHECKPOINTS if chief else 1,
+                                      checkpoint_name=CHECKPOINT_PREFIX)
+
+
+@tf.function
+def _all_finite(variables):
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables])
+
+
+class Checkpointer(keras.callbacks.Callback):
+    """Saves every `save_every` steps and at the end of every epoch, after validation and the plateau rule; stops
+    at a NaN or infinite loss, and never saves weights that are not finite. Keras's BackupAndRestore keeps neither
+    the plateau memory nor the position within an epoch; a TF checkpoint of everything does, and
+    tf.train.CheckpointManager writes it atomically and keeps the last few.
+
+    Keras calls it between its calls of the training step (training.STEPS_PER_EXECUTION steps each): it checks the
+    loss there, and saves there; every save checks first that the weights are finite."""
+
+    SAVE_FAILURES = {tf.errors.ResourceExhaustedError: "no space left on the device, or over quota",
+                     tf.errors.OutOfRangeError: "a file size limit was reached"}
+
+    def __init__(self, manager, *, save_every):
+        super().__init__()
+        self.manager, self.save_every, self.epoch_start, self.saved_at = manager, save_every, 0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = self.saved_at = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def on_train_batch_begin(self, batch, logs=None):
+        step = self.epoch_start + batch
+        if step // self.save_every > self.saved_at // self.save_every:  # a multiple of save_every was reached
+            self.save(step)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not math.isfinite(logs["loss"]):
+            raise DivergedError(f"the loss is {logs['loss']} by step {self.epoch_start + batch + 1}: training "
+                                f"stopped; {self.last_good()}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+
+    def last_good(self):
+        latest = self.manager.latest_checkpoint
+        return (f"the latest checkpoint ({latest}) is the last good one; start again with a lower --lr" if latest else
+                "no checkpoint was written; start again with a lower --lr")
+
+    def save(self, step):
+        if not _all_finite(self.model.trainable_variables):
+            raise DivergedError(f"the loss diverged: the weights are not finite at step {step}, and were not saved; "
+                                f"{self.last_good()}")
+        try:
+            self.manager.save(checkpoint_number=step)
+            self.saved_at = step
+        except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: what SaveV2
+            # raises for a full disk or quota (ENOSPC, EDQUOT) and for a file size limit (EFBIG)
+            path = os.path.join(self.manager.directory, f"{CHECKPOINT_PREFIX}-{step}")
+            remove(unfinished_saves(self.manager.directory))
+            then = f"continue with -resume from {self.manager.latest_checkpoint}" if self.manager.latest_checkpoint \
+                else "start again with -scratch --overwrite"
+            raise CheckpointWriteError(f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
+                                       f"({type(error).__name__}): free space, then {then}") from None
+
+
+def worker_scratch(ckpt_dir, task_type, task_id):
+    """The temporary folder a worker other than the chief writes its copy of the run to: one name per run and
+    worker, so that a worker started again after a kill removes what the killed one left."""
+    run = zlib.crc32(os.path.abspath(ckpt_dir).encode())
+    return os.path.join(tempfile.gettempdir(), f"alexnet-worker-{task_type}-{task_id}-{run:08x}")
+
+
+@contextlib.contextmanager
+def worker_folders(ckpt_dir, log_dir, strategy):
+    """The run and TensorBoard folders this process writes: the real ones on the chief; on the other workers,
+    which must save too (saving is a collective operation), temporary ones, removed however the run ends."""
+    if strategy.extended.should_checkpoint:
+        yield ckpt_dir, log_dir
+        return
+    scratch = worker_scratch(ckpt_dir, strategy.cluster_resolver.task_type, strategy.cluster_resolver.task_id)
+    shutil.rmtree(scratch, ignore_errors=True)
+    os.makedirs(os.path.join(scratch, "ckpt"))
+    try:
+        yield os.path.join(scratch, "ckpt"), os.path.join(scratch, "logs")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -1,0 +1,52 @@
+"""TensorFlow's start-up, quiet unless the user asks: every script imports this module first.
+
+TensorFlow 2.21 prints a screen of C++ lines when it loads (oneDNN, "Could not find cuda drivers", and on a machine
+without a GPU "E0000 … failed call to cuInit"), some of them before TF_CPP_MIN_LOG_LEVEL takes effect, so that a
+user's first sight of a working script reads as a failure. Unless TF_CPP_MIN_LOG_LEVEL is set (then the user's level
+rules and nothing is hidden), this sets it to 2 (errors only) and holds back what TensorFlow writes to the standard
+error while it loads and looks for devices; if loading fails, what was held back is written out. The decoding passes
+that expect broken files (the unreadable-image scan, classify.py's probe) hold back libjpeg's complaints the same way
+(`decoder_noise_held_back`).
+"""
+import contextlib
+import os
+import sys
+import tempfile
+
+QUIET_LOG_LEVEL = "2"  # TensorFlow's C++ logs: errors only
+
+
+@contextlib.contextmanager
+def stderr_held_back(shown_if_raising=True):
+    """Sends file descriptor 2 (where C++ code writes) to a temporary file; writes it out if the block raises and
+    `shown_if_raising`."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            held.seek(0)
+            if shown_if_raising:
+                os.write(2, held.read())
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def decoder_noise_held_back():
+    """stderr_held_back(), unless the user set TensorFlow's log level and so asked to see its messages; the
+    decoding errors that follow are the caller's to report."""
+    return stderr_held_back(shown_if_raising=False) if QUIET else contextlib.nullcontext()
+
+
+QUIET = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+if QUIET:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = QUIET_LOG_LEVEL
+    with stderr_held_back():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices("GPU")  # CUDA's initialisation prints the cuInit error here
