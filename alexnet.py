@@ -4,6 +4,7 @@ A trained model comes from a run folder (run_folder.py), which train.py writes a
 
     model, config = alexnet.load_trained("ckpt-alexnet")
 """
+
 import keras
 import tensorflow as tf
 from keras import layers
@@ -44,12 +45,18 @@ class LocalResponseNormalization(layers.Layer):
 
     def call(self, inputs):
         normalized = tf.nn.local_response_normalization(
-            tf.cast(inputs, tf.float32), self.depth_radius, self.bias, self.alpha, self.beta)
+            tf.cast(inputs, tf.float32), self.depth_radius, self.bias, self.alpha, self.beta
+        )
         return tf.cast(normalized, inputs.dtype)
 
     def get_config(self):
-        return {**super().get_config(), "depth_radius": self.depth_radius, "bias": self.bias,
-                "alpha": self.alpha, "beta": self.beta}
+        return {
+            **super().get_config(),
+            "depth_radius": self.depth_radius,
+            "bias": self.bias,
+            "alpha": self.alpha,
+            "beta": self.beta,
+        }
 
 
 def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexnet"):
@@ -70,6 +77,7 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
         A `keras.Model` from 224x224x3 mean-subtracted pixels (0..255 scale) to float32 logits, float32 even under
         a mixed-precision policy.
     """
+
     def conv(filters, size, layer_name, **kwargs):
         return layers.Conv2D(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
 
@@ -95,8 +103,10 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
 
 
 def _init(layer_name):
-    return {"kernel_initializer": keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
-            "bias_initializer": "ones" if layer_name in ONE_BIAS_LAYERS else "zeros"}
+    return {
+        "kernel_initializer": keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
+        "bias_initializer": "ones" if layer_name in ONE_BIAS_LAYERS else "zeros",
+    }
 
 
 def default_precision():
@@ -132,6 +142,7 @@ def load_trained(ckpt_dir, checkpoint=None):
     config. A CheckpointError when the folder holds no finished run."""
     config = run_folder.load_config(ckpt_dir)
     model = alexnet(**config["architecture"])
-    run_folder.restore(tf.train.Checkpoint(model=model), checkpoint or run_folder.latest_checkpoint(ckpt_dir),
-                       partial=True)
+    run_folder.restore(
+        tf.train.Checkpoint(model=model), checkpoint or run_folder.latest_checkpoint(ckpt_dir), partial=True
+    )
     return model, config

@@ -1,7 +1,8 @@
 """Classifies one image with a trained AlexNet: the top-k classes and their scores, the softmax averaged over crops.
 
-    python classify.py lussari.jpg
+python classify.py lussari.jpg
 """
+
 import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
@@ -20,14 +21,19 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("image", help="image file: JPEG, PNG, GIF, BMP, or anything else Pillow reads")
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes to print")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged")
-    parser.add_argument("--crops", choices=preprocessing.EVAL_CROPS, default=CROPS,
-                        help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors")
+    parser.add_argument(
+        "--crops",
+        choices=preprocessing.EVAL_CROPS,
+        default=CROPS,
+        help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors",
+    )
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the random crops")
     return parser
 
@@ -37,7 +43,7 @@ def main(args):
     crops = preprocessing.load_image_crops(args.image, config["mean"], args.crops, args.k_crops, args.seed)
     probabilities = alexnet.crop_averaging(model, crops.shape[0]).predict(crops[None], verbose=0)[0]
     print("AlexNet saw:")
-    for index in np.argsort(probabilities)[::-1][:args.top_k]:
+    for index in np.argsort(probabilities)[::-1][: args.top_k]:
         print(f"{config['classes'][index]['words']} - score: {probabilities[index]:.12g}")
 
 

@@ -22,6 +22,7 @@ prepared.json): a Split then lists the shards and their record counts instead of
 
     python data_reader.py --prepare ILSVRC2012 ILSVRC2012-prepared
 """
+
 import argparse
 import collections
 import json
@@ -87,8 +88,10 @@ def load_synsets(meta_mat_path):
     """The leaf synsets of the devkit's meta.mat, in ILSVRC2012_ID order: index i is class i (ID i + 1)."""
     fix = "take data/meta.mat from ILSVRC2012_devkit_t12.tar.gz"
     if not os.path.isfile(meta_mat_path):
-        raise DataError(f"meta.mat not found at {meta_mat_path}: it is in the ILSVRC2012 devkit "
-                        "(ILSVRC2012_devkit_t12.tar.gz), data/ folder")
+        raise DataError(
+            f"meta.mat not found at {meta_mat_path}: it is in the ILSVRC2012 devkit "
+            "(ILSVRC2012_devkit_t12.tar.gz), data/ folder"
+        )
     try:
         synsets = scipy.io.loadmat(meta_mat_path, squeeze_me=True)["synsets"]
     except (ValueError, TypeError, KeyError) as error:  # be specific: what loadmat raises for other files
@@ -96,8 +99,11 @@ def load_synsets(meta_mat_path):
     missing = [field for field in META_FIELDS if field not in (synsets.dtype.names or ())]
     if missing:
         raise DataError(f"{meta_mat_path}: the synsets struct lacks the fields {', '.join(missing)}: {fix}")
-    leaves = sorted(Synset(int(s["ILSVRC2012_ID"]), str(s["WNID"]), str(s["words"]))
-                    for s in np.atleast_1d(synsets) if int(s["num_children"]) == 0)
+    leaves = sorted(
+        Synset(int(s["ILSVRC2012_ID"]), str(s["WNID"]), str(s["words"]))
+        for s in np.atleast_1d(synsets)
+        if int(s["num_children"]) == 0
+    )
     if [s.ilsvrc_id for s in leaves] != list(range(1, len(leaves) + 1)):
         raise DataError(f"{meta_mat_path}: the leaf synsets' ILSVRC2012_IDs are not 1..{len(leaves)}: {fix}")
     return leaves
@@ -110,8 +116,10 @@ def list_train(data_dir, synsets):
     for index, synset in enumerate(synsets):
         files = image_files(os.path.join(train_dir, synset.wnid))
         if not files:
-            raise DataError(f"no training images for {synset.wnid} ({synset.words}) in "
-                            f"{os.path.join(train_dir, synset.wnid)}: extract its tar there")
+            raise DataError(
+                f"no training images for {synset.wnid} ({synset.words}) in "
+                f"{os.path.join(train_dir, synset.wnid)}: extract its tar there"
+            )
         paths += files
         labels += [index] * len(files)
     return paths, labels
@@ -128,14 +136,18 @@ def list_val(data_dir, synsets):
             paths += files
             labels += [index] * len(files)
         if not paths:
-            raise DataError(f"{val_dir} has subfolders but none named by a WNID of meta.mat holds images: "
-                            "use the flat folder of ILSVRC2012_img_val.tar, or split it by WNID")
+            raise DataError(
+                f"{val_dir} has subfolders but none named by a WNID of meta.mat holds images: "
+                "use the flat folder of ILSVRC2012_img_val.tar, or split it by WNID"
+            )
         return paths, labels
     paths = image_files(val_dir)
     ids = read_ground_truth(os.path.join(data_dir, GROUND_TRUTH), len(synsets))
     if len(ids) != len(paths):
-        raise DataError(f"{os.path.join(data_dir, GROUND_TRUTH)} has {len(ids)} lines but {val_dir} holds "
-                        f"{len(paths)} images: both must be the full validation set")
+        raise DataError(
+            f"{os.path.join(data_dir, GROUND_TRUTH)} has {len(ids)} lines but {val_dir} holds "
+            f"{len(paths)} images: both must be the full validation set"
+        )
     return paths, [i - 1 for i in ids]
 
 
@@ -146,8 +158,10 @@ def read_ground_truth(path, num_classes):
         lines = [line.strip() for line in f if line.strip()]
     for number, line in enumerate(lines, 1):
         if not line.isdigit() or not 1 <= int(line) <= num_classes:
-            raise DataError(f"{path}, line {number}: {line!r} is not an ILSVRC2012_ID in 1..{num_classes}: "
-                            "take the file from the devkit that goes with your meta.mat")
+            raise DataError(
+                f"{path}, line {number}: {line!r} is not an ILSVRC2012_ID in 1..{num_classes}: "
+                "take the file from the devkit that goes with your meta.mat"
+            )
     return [int(line) for line in lines]
 
 
@@ -160,8 +174,9 @@ def existing_dir(path, what):
 def image_files(folder):
     if not os.path.isdir(folder):
         return []
-    return sorted(entry.path for entry in os.scandir(folder)
-                  if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS))
+    return sorted(
+        entry.path for entry in os.scandir(folder) if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
+    )
 
 
 def is_prepared(data_dir):
@@ -176,20 +191,26 @@ def read_split(data_dir, synsets, part):
     with open(manifest_path) as f:
         manifest = json.load(f)
     if manifest["classes"] != [s.wnid for s in synsets]:
-        raise DataError(f"{manifest_path} lists other classes than {os.path.join(data_dir, META_MAT)}: "
-                        "prepare the shards again from the dataset")
+        raise DataError(
+            f"{manifest_path} lists other classes than {os.path.join(data_dir, META_MAT)}: "
+            "prepare the shards again from the dataset"
+        )
     paths = [os.path.join(data_dir, name) for name in manifest[part]["shards"]]
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
-        raise DataError(f"{len(missing)} prepared shards are missing, e.g. {missing[0]}: run "
-                        f"`python data_reader.py --prepare SOURCE {data_dir}` again")
+        raise DataError(
+            f"{len(missing)} prepared shards are missing, e.g. {missing[0]}: run "
+            f"`python data_reader.py --prepare SOURCE {data_dir}` again"
+        )
     return Split(paths, None, manifest[part]["sizes"])
 
 
 def existing_data_dir(data_dir):
     if not os.path.isdir(data_dir):
-        raise DataError(f"dataset folder {data_dir} not found: pass --data-dir ILSVRC2012_FOLDER "
-                        "(layout in README), or --sample for the generated sample")
+        raise DataError(
+            f"dataset folder {data_dir} not found: pass --data-dir ILSVRC2012_FOLDER "
+            "(layout in README), or --sample for the generated sample"
+        )
     return data_dir
 
 
@@ -198,22 +219,39 @@ def get_args_parser():
     import prepared_shards
     import sample_dataset
 
-    parser = argparse.ArgumentParser(description="Writes prepared shards of an ILSVRC2012 folder, or the sample "
-                                                 "dataset.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Writes prepared shards of an ILSVRC2012 folder, or the sample dataset.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     task = parser.add_mutually_exclusive_group(required=True)
-    task.add_argument("--make-sample", metavar="OUT_DIR",
-                      help="write the sample dataset in the ILSVRC2012 layout into OUT_DIR")
-    task.add_argument("--prepare", nargs=2, metavar=("ILSVRC2012", "OUT_DIR"),
-                      help="write the dataset's images as TFRecord shards of 256-pixel JPEGs into OUT_DIR, for "
-                           "train.py and test.py --data-dir OUT_DIR; continues an interrupted run")
-    parser.add_argument("--train-shards", type=int, default=prepared_shards.TRAIN_SHARDS,
-                        help="training shards of --prepare")
-    parser.add_argument("--val-shards", type=int, default=prepared_shards.VAL_SHARDS,
-                        help="validation shards of --prepare")
-    parser.add_argument("--train-per-class", type=int, default=sample_dataset.TRAIN_PER_CLASS,
-                        help="training images a class of --make-sample")
-    parser.add_argument("--val-per-class", type=int, default=sample_dataset.VAL_PER_CLASS,
-                        help="validation images a class of --make-sample")
+    task.add_argument(
+        "--make-sample", metavar="OUT_DIR", help="write the sample dataset in the ILSVRC2012 layout into OUT_DIR"
+    )
+    task.add_argument(
+        "--prepare",
+        nargs=2,
+        metavar=("ILSVRC2012", "OUT_DIR"),
+        help="write the dataset's images as TFRecord shards of 256-pixel JPEGs into OUT_DIR, for "
+        "train.py and test.py --data-dir OUT_DIR; continues an interrupted run",
+    )
+    parser.add_argument(
+        "--train-shards", type=int, default=prepared_shards.TRAIN_SHARDS, help="training shards of --prepare"
+    )
+    parser.add_argument(
+        "--val-shards", type=int, default=prepared_shards.VAL_SHARDS, help="validation shards of --prepare"
+    )
+    parser.add_argument(
+        "--train-per-class",
+        type=int,
+        default=sample_dataset.TRAIN_PER_CLASS,
+        help="training images a class of --make-sample",
+    )
+    parser.add_argument(
+        "--val-per-class",
+        type=int,
+        default=sample_dataset.VAL_PER_CLASS,
+        help="validation images a class of --make-sample",
+    )
     parser.add_argument("--seed", type=int, default=sample_dataset.SEED, help="random seed of the sample's drawings")
     return parser
 
@@ -226,8 +264,9 @@ def main(args):
         source_dir, out_dir = args.prepare
         prepared_shards.prepare(source_dir, out_dir, train_shards=args.train_shards, val_shards=args.val_shards)
     else:
-        sample_dataset.make_sample(args.make_sample, train_per_class=args.train_per_class,
-                                   val_per_class=args.val_per_class, seed=args.seed)
+        sample_dataset.make_sample(
+            args.make_sample, train_per_class=args.train_per_class, val_per_class=args.val_per_class, seed=args.seed
+        )
         print(f"Sample dataset written to {args.make_sample}")
 
 

@@ -5,6 +5,7 @@ MultiWorkerMirroredStrategy, and handing the chief's results to the other worker
 without GPUs, mirrored splits the CPU into `--cpu-replicas` logical devices, so that the distributed path runs
 anywhere. The strategy must be made before TensorFlow runs anything.
 """
+
 import json
 import os
 
@@ -66,9 +67,11 @@ def keras_trainer_to_mend():
 
         trainer.reduce_per_replica, keras.Model._maybe_symbolic_build, keras.Model._symbolic_build  # noqa: B018
     except (ImportError, AttributeError) as error:  # be specific: the module or a function moved
-        raise UsageError(f"Keras {keras.__version__} no longer has what train.py mends for multi-worker training "
-                         f"({error}); it was written for Keras {KERAS_MENDED}: install the versions of "
-                         "requirements.txt") from None
+        raise UsageError(
+            f"Keras {keras.__version__} no longer has what train.py mends for multi-worker training "
+            f"({error}); it was written for Keras {KERAS_MENDED}: install the versions of "
+            "requirements.txt"
+        ) from None
     return trainer
 
 
@@ -88,11 +91,13 @@ def mend_keras_log_reduction(trainer):
 def mend_keras_build(model):
     """Keras 3.15 builds the model on a batch reduced across workers, which MultiWorkerMirroredStrategy refuses for
     (images, labels) pairs (keras-team/keras#20585); this builds it on this worker's first replica's batch."""
+
     def maybe_symbolic_build(self, iterator=None, data_batch=None):
         if iterator is not None:
             for _, _, batches in iterator:
                 data_batch = tf.nest.map_structure(
-                    lambda value: self.distribute_strategy.experimental_local_results(value)[0], next(batches))
+                    lambda value: self.distribute_strategy.experimental_local_results(value)[0], next(batches)
+                )
                 break
         with self.distribute_strategy.scope():
             self._symbolic_build(data_batch=data_batch)
@@ -114,7 +119,7 @@ def from_chief(strategy, compute):
             payload = json.dumps({"error": str(error)}).encode()
     length = int(_sum_over_workers(strategy, np.array([len(payload)], np.float32))[0])
     received = np.zeros(length, np.float32)  # bytes as float32: exact, and every collective implementation sums it
-    received[:len(payload)] = np.frombuffer(payload, np.uint8)
+    received[: len(payload)] = np.frombuffer(payload, np.uint8)
     result = json.loads(_sum_over_workers(strategy, received).astype(np.uint8).tobytes())
     if "error" in result:
         raise UsageError(result["error"])
@@ -123,8 +128,10 @@ def from_chief(strategy, compute):
 
 def _sum_over_workers(strategy, value):
     """The sum of `value` as given by replica 0 (on the chief) and zeros from all other replicas."""
+
     def contribution(context):
         return tf.constant(value if context.replica_id_in_sync_group == 0 else np.zeros_like(value))
 
-    return strategy.reduce(tf.distribute.ReduceOp.SUM,
-                           strategy.experimental_distribute_values_from_function(contribution), axis=None).numpy()
+    return strategy.reduce(
+        tf.distribute.ReduceOp.SUM, strategy.experimental_distribute_values_from_function(contribution), axis=None
+    ).numpy()

@@ -4,6 +4,7 @@ A `UsageError` (a missing folder, a bad flag, a file not in the expected layout)
 before anything is written; a `RunError` (divergence, a full disk, a lost worker) stops a run that had started,
 with exit code 1 and the latest complete checkpoint named.
 """
+
 import contextlib
 
 

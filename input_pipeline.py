@@ -5,6 +5,7 @@ The training stream is a function of the step alone: each epoch's order is drawn
 crop and augmentation from (seed, epoch, position), so that a resumed run sees exactly what an uninterrupted one
 would have seen, and each worker of a cluster reads its own share.
 """
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -18,8 +19,9 @@ SHARDS_IN_FLIGHT = 4  # ours: prepared shards read at once by a training pipelin
 SCAN_BATCH = 1024  # images a progress update of the unreadable-image scan
 
 
-def train_elements(split, *, batch_size, steps_per_epoch, first_epoch, epochs, seed=0, skip_batches=0, pipeline=0,
-                   pipelines=1):
+def train_elements(
+    split, *, batch_size, steps_per_epoch, first_epoch, epochs, seed=0, skip_batches=0, pipeline=0, pipelines=1
+):
     """What a training pipeline reads, before decoding: (image file path or prepared JPEG, label, epoch, position
     in the epoch). Each epoch is a fresh order drawn from (seed, epoch): a resumed run skips `skip_batches` of its
     first epoch. Of P input pipelines (one a worker), each reads its own share, and each image is read once an
@@ -28,16 +30,27 @@ def train_elements(split, *, batch_size, steps_per_epoch, first_epoch, epochs, s
     order, so that it reads only the shards of its part (and shares at most two with its neighbours)."""
     per_epoch, share = steps_per_epoch * batch_size, batch_size // pipelines
     if split.prepared:
-        plan = shard_plan(split.shard_sizes, per_epoch=per_epoch, first_epoch=first_epoch, epochs=epochs, seed=seed,
-                          skip=skip_batches * share, part=pipeline, parts=pipelines)
+        plan = shard_plan(
+            split.shard_sizes,
+            per_epoch=per_epoch,
+            first_epoch=first_epoch,
+            epochs=epochs,
+            seed=seed,
+            skip=skip_batches * share,
+            part=pipeline,
+            parts=pipelines,
+        )
         return _shard_stream(split, plan)
-    stream = _file_stream(split, per_epoch=per_epoch, first_epoch=first_epoch, epochs=epochs, seed=seed,
-                          skip=skip_batches * batch_size)
+    stream = _file_stream(
+        split, per_epoch=per_epoch, first_epoch=first_epoch, epochs=epochs, seed=seed, skip=skip_batches * batch_size
+    )
     if pipelines == 1:
         return stream
-    return (stream.batch(batch_size)
-            .map(lambda *batch: tuple(part[pipeline * share:(pipeline + 1) * share] for part in batch))
-            .unbatch())
+    return (
+        stream.batch(batch_size)
+        .map(lambda *batch: tuple(part[pipeline * share : (pipeline + 1) * share] for part in batch))
+        .unbatch()
+    )
 
 
 def _file_stream(split, *, per_epoch, first_epoch, epochs, seed, skip):
@@ -46,10 +59,21 @@ def _file_stream(split, *, per_epoch, first_epoch, epochs, seed, skip):
     paths, labels = tf.constant(split.paths), tf.constant(split.labels, tf.int32)
 
     def epoch_elements(epoch):
-        order = tf.concat([tf.random.experimental.stateless_shuffle(tf.range(num_images), [seed, epoch * passes + p])
-                           for p in range(passes)], axis=0)[:per_epoch]
-        return tf.data.Dataset.from_tensor_slices((tf.gather(paths, order), tf.gather(labels, order),
-                                                   tf.fill([per_epoch], epoch), tf.range(per_epoch, dtype=tf.int64)))
+        order = tf.concat(
+            [
+                tf.random.experimental.stateless_shuffle(tf.range(num_images), [seed, epoch * passes + p])
+                for p in range(passes)
+            ],
+            axis=0,
+        )[:per_epoch]
+        return tf.data.Dataset.from_tensor_slices(
+            (
+                tf.gather(paths, order),
+                tf.gather(labels, order),
+                tf.fill([per_epoch], epoch),
+                tf.range(per_epoch, dtype=tf.int64),
+            )
+        )
 
     return tf.data.Dataset.range(first_epoch, epochs).flat_map(epoch_elements).skip(skip)
 
@@ -63,8 +87,11 @@ def _shard_stream(split, plan):
         size = tf.gather(sizes, shard)
         records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
         order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
-        return (*prepared_shards.parse_records(tf.gather(records, order)), tf.fill([end - start], epoch),
-                position + tf.range(end - start))
+        return (
+            *prepared_shards.parse_records(tf.gather(records, order)),
+            tf.fill([end - start], epoch),
+            position + tf.range(end - start),
+        )
 
     return tf.data.Dataset.from_tensor_slices(plan).map(shard_slice, num_parallel_calls=SHARDS_IN_FLIGHT).unbatch()
 
@@ -83,7 +110,7 @@ def shard_plan(shard_sizes, *, per_epoch, first_epoch, epochs, seed, skip, part=
                 count = min(shard_sizes[shard], per_epoch - taken)
                 start, end = max(0, low - taken), min(count, high - taken)
                 if end > start:
-                    order_seed = np.random.default_rng([seed, epoch, passes, shard]).integers(2 ** 62)
+                    order_seed = np.random.default_rng([seed, epoch, passes, shard]).integers(2**62)
                     rows.append([shard, seed, order_seed, start, end, epoch, taken + start])
                 taken += count
             passes += 1
@@ -96,8 +123,22 @@ def shard_plan(shard_sizes, *, per_epoch, first_epoch, epochs, seed, skip, part=
     return rows[:, 0], rows[:, 1:3], rows[:, 3], rows[:, 4], rows[:, 5], rows[:, 6]
 
 
-def train_dataset(split, *, mean, batch_size, steps_per_epoch, first_epoch, epochs, augment="paper", seed=0,
-                  skip_batches=0, pipeline=0, pipelines=1, replica_batch_size=None, deterministic=True):
+def train_dataset(
+    split,
+    *,
+    mean,
+    batch_size,
+    steps_per_epoch,
+    first_epoch,
+    epochs,
+    augment="paper",
+    seed=0,
+    skip_batches=0,
+    pipeline=0,
+    pipelines=1,
+    replica_batch_size=None,
+    deterministic=True,
+):
     """Batches of `replica_batch_size` (default: the pipeline's share of `batch_size`, the global batch) of
     `train_elements`, decoded, cropped and augmented with seeds from (seed, epoch, position). Not `deterministic`:
     an image that decodes slowly lets the next ones pass it, so that neighbouring images may change batches; each
@@ -109,21 +150,37 @@ def train_dataset(split, *, mean, batch_size, steps_per_epoch, first_epoch, epoc
         element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
         return preprocessing.train_crop(fetch(item), mean, augment, element_seed), label
 
-    elements = train_elements(split, batch_size=batch_size, steps_per_epoch=steps_per_epoch, first_epoch=first_epoch,
-                              epochs=epochs, seed=seed, skip_batches=skip_batches, pipeline=pipeline,
-                              pipelines=pipelines)
-    return (elements.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-            .batch(replica_batch_size or batch_size // pipelines, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE))
+    elements = train_elements(
+        split,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        first_epoch=first_epoch,
+        epochs=epochs,
+        seed=seed,
+        skip_batches=skip_batches,
+        pipeline=pipeline,
+        pipelines=pipelines,
+    )
+    return (
+        elements.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+        .batch(replica_batch_size or batch_size // pipelines, drop_remainder=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def encoded_images(split):
     """(encoded image, label) of every image of `split`, in stored order."""
     if split.prepared:
-        return (tf.data.TFRecordDataset(split.paths).take(split.num_images).batch(256)
-                .map(prepared_shards.parse_records).unbatch())
+        return (
+            tf.data.TFRecordDataset(split.paths)
+            .take(split.num_images)
+            .batch(256)
+            .map(prepared_shards.parse_records)
+            .unbatch()
+        )
     return tf.data.Dataset.from_tensor_slices((split.paths, split.labels)).map(
-        lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE)
+        lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE
+    )
 
 
 def eval_dataset(split, *, mean, batch_size, crops="center", k_crops=1, seed=0):
@@ -135,10 +192,13 @@ def eval_dataset(split, *, mean, batch_size, crops="center", k_crops=1, seed=0):
         encoded, label = item
         return preprocessing.eval_crops(encoded, mean, crops, k, tf.stack([tf.cast(seed, tf.int64), index])), label
 
-    return (encoded_images(split).enumerate()
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        encoded_images(split)
+        .enumerate()
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0):
@@ -153,7 +213,8 @@ def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0):
         count = len(chosen)
     dataset = images.map(
         lambda encoded: tf.reduce_mean(preprocessing.eval_crops(encoded, 0.0, "center", 1, [0, 0]), axis=(0, 1, 2)),
-        num_parallel_calls=tf.data.AUTOTUNE).batch(256)
+        num_parallel_calls=tf.data.AUTOTUNE,
+    ).batch(256)
     progress = keras.utils.Progbar(count, unit_name="image")
     total = np.zeros(3)
     for channel_means in dataset:
@@ -172,10 +233,16 @@ def find_unreadable(split, what):
     print(f"Checking that the {len(paths)} {what} decode ...")
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     readable = np.zeros(len(paths), bool)
-    checked = (tf.data.Dataset.from_tensor_slices(paths).enumerate()
-               .map(lambda index, path: (index, preprocessing.decodes(tf.io.read_file(path))),
-                    num_parallel_calls=tf.data.AUTOTUNE)
-               .ignore_errors().batch(SCAN_BATCH))
+    checked = (
+        tf.data.Dataset.from_tensor_slices(paths)
+        .enumerate()
+        .map(
+            lambda index, path: (index, preprocessing.decodes(tf.io.read_file(path))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+        .ignore_errors()
+        .batch(SCAN_BATCH)
+    )
     with startup.decoder_noise_held_back():
         for indices, _ in checked:
             readable[indices.numpy()] = True

@@ -16,6 +16,7 @@ writes only the shards missing.
 
     python data_reader.py --prepare ILSVRC2012 ILSVRC2012-prepared
 """
+
 import json
 import os
 import shutil
@@ -37,8 +38,10 @@ JPEG_QUALITY = 95  # ours: keeps the re-encoding error near 1/255 a pixel (see t
 PLAN = "prepare-plan.json"  # what an interrupted --prepare continues
 LOG = "prepare-log.jsonl"  # the shards it completed
 SEED = 0  # spreads the classes over the training shards
-RECORD_FEATURES = {"image/encoded": tf.io.FixedLenFeature([], tf.string),
-                   "image/class/label": tf.io.FixedLenFeature([], tf.int64)}  # what training and evaluation read
+RECORD_FEATURES = {
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
+}  # what training and evaluation read
 
 
 def parse_records(records):
@@ -60,8 +63,10 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
         if os.path.isfile(os.path.join(source_dir, name)):
             shutil.copyfile(os.path.join(source_dir, name), os.path.join(out_dir, name))
     shards = [(name, entries) for part in SHARD_PARTS for name, entries in plan[part]]
-    print(f"Preparing {sum(len(entries) for _, entries in shards)} images into {len(shards)} shards in {out_dir} "
-          f"({len(done)} shards were already written) ...")
+    print(
+        f"Preparing {sum(len(entries) for _, entries in shards)} images into {len(shards)} shards in {out_dir} "
+        f"({len(done)} shards were already written) ..."
+    )
     progress = keras.utils.Progbar(sum(len(entries) for _, entries in shards), unit_name="image")
     progress.add(sum(len(entries) for name, entries in shards if name in done))
     with open(os.path.join(out_dir, LOG), "a") as log:
@@ -70,17 +75,27 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
                 done[name] = write_shard(source_dir, entries, synsets, os.path.join(out_dir, name), progress)
                 log.write(json.dumps({"shard": name, "unreadable": done[name]}) + "\n")
                 log.flush()
-    manifest = {"source": os.path.abspath(source_dir), "classes": [s.wnid for s in synsets],
-                "resize_shorter": preprocessing.RESIZE_SHORTER, "jpeg_quality": JPEG_QUALITY,
-                **{part: {"shards": [name for name, _ in plan[part]],
-                          "sizes": [len(entries) - len(done[name]) for name, entries in plan[part]],
-                          "unreadable": [path for name, _ in plan[part] for path in done[name]]}
-                   for part in SHARD_PARTS}}
+    manifest = {
+        "source": os.path.abspath(source_dir),
+        "classes": [s.wnid for s in synsets],
+        "resize_shorter": preprocessing.RESIZE_SHORTER,
+        "jpeg_quality": JPEG_QUALITY,
+        **{
+            part: {
+                "shards": [name for name, _ in plan[part]],
+                "sizes": [len(entries) - len(done[name]) for name, entries in plan[part]],
+                "unreadable": [path for name, _ in plan[part] for path in done[name]],
+            }
+            for part in SHARD_PARTS
+        },
+    }
     write_json(os.path.join(out_dir, data_reader.PREPARED_MANIFEST), manifest)
     for name in (PLAN, LOG):
         os.remove(os.path.join(out_dir, name))
-    print(f"Prepared {sum(manifest['train']['sizes'])} training and {sum(manifest['val']['sizes'])} validation "
-          f"images in {out_dir}; train with --data-dir {out_dir}")
+    print(
+        f"Prepared {sum(manifest['train']['sizes'])} training and {sum(manifest['val']['sizes'])} validation "
+        f"images in {out_dir}; train with --data-dir {out_dir}"
+    )
 
 
 def preparation_plan(source_dir, synsets, train_shards, val_shards):
@@ -96,8 +111,10 @@ def preparation_plan(source_dir, synsets, train_shards, val_shards):
         entries = [(os.path.relpath(split.paths[i], source_dir), split.labels[i]) for i in order]
         count = min(shards, images)
         bounds = np.linspace(0, len(entries), count + 1).round().astype(int)
-        plan[part] = [(SHARD_NAME.format(part=SHARD_PARTS[part], index=index, count=count), entries[start:end])
-                      for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))]
+        plan[part] = [
+            (SHARD_NAME.format(part=SHARD_PARTS[part], index=index, count=count), entries[start:end])
+            for index, (start, end) in enumerate(zip(bounds[:-1], bounds[1:]))
+        ]
     return json.loads(json.dumps(plan))
 
 
@@ -109,8 +126,10 @@ def completed_shards(out_dir, plan):
         return {}
     with open(plan_path) as f:
         if json.load(f) != plan:
-            raise DataError(f"{out_dir} holds an unfinished preparation of other images or shard counts: remove it, "
-                            "or choose another OUT_DIR")
+            raise DataError(
+                f"{out_dir} holds an unfinished preparation of other images or shard counts: remove it, "
+                "or choose another OUT_DIR"
+            )
     done, log_path = {}, os.path.join(out_dir, LOG)
     if not os.path.isfile(log_path):
         return done
@@ -127,14 +146,20 @@ def completed_shards(out_dir, plan):
 
 def write_shard(source_dir, entries, synsets, path, progress):
     """One shard: every image decoded, resized to shorter side 256, encoded as JPEG; returns the unreadable ones."""
+
     def encode(index, file_path):
         image = preprocessing.resize_shorter_side(preprocessing.decode_rgb(tf.io.read_file(file_path)))
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         return index, tf.io.encode_jpeg(pixels, quality=JPEG_QUALITY), tf.shape(pixels)[:2]
 
     written = set()
-    images = (tf.data.Dataset.from_tensor_slices([os.path.join(source_dir, rel) for rel, _ in entries]).enumerate()
-              .map(encode, num_parallel_calls=tf.data.AUTOTUNE).ignore_errors().prefetch(tf.data.AUTOTUNE))
+    images = (
+        tf.data.Dataset.from_tensor_slices([os.path.join(source_dir, rel) for rel, _ in entries])
+        .enumerate()
+        .map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+        .ignore_errors()
+        .prefetch(tf.data.AUTOTUNE)
+    )
     with tf.io.TFRecordWriter(path + ".tmp") as writer, startup.decoder_noise_held_back():
         for index, encoded, (height, width) in images.as_numpy_iterator():
             relative_path, label = entries[index]
@@ -155,10 +180,19 @@ def example(encoded, label, wnid, filename, height, width):
             return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
 
-    return tf.train.Example(features=tf.train.Features(feature={
-        "image/encoded": feature(encoded), "image/format": feature(b"JPEG"), "image/class/label": feature(label),
-        "image/class/synset": feature(wnid.encode()), "image/filename": feature(filename.encode()),
-        "image/height": feature(height), "image/width": feature(width)})).SerializeToString()
+    return tf.train.Example(
+        features=tf.train.Features(
+            feature={
+                "image/encoded": feature(encoded),
+                "image/format": feature(b"JPEG"),
+                "image/class/label": feature(label),
+                "image/class/synset": feature(wnid.encode()),
+                "image/filename": feature(filename.encode()),
+                "image/height": feature(height),
+                "image/width": feature(width),
+            }
+        )
+    ).SerializeToString()
 
 
 def write_json(path, value):

@@ -5,6 +5,7 @@ training; random, centre or ten crops for evaluation), augment (training only), 
 per-channel mean; pixels stay on the 0..255 scale, as in the seed and the paper. No other module holds a
 preprocessing constant.
 """
+
 import os
 
 import numpy as np
@@ -24,9 +25,7 @@ JPEG_RATIOS = (1, 2, 4, 8)  # the DCT downscalings libjpeg offers
 # Eigen-decomposition of ImageNet pixels in [0, 1] as published with fb.resnet.torch; we scale it to 0..255.
 PCA_STDDEV = 0.1
 PCA_EIGENVALUES = (0.2175, 0.0188, 0.0045)
-PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009),
-                    (-0.5808, -0.0045, -0.8140),
-                    (-0.5836, -0.6948, 0.4203))
+PCA_EIGENVECTORS = ((-0.5675, 0.7192, 0.4009), (-0.5808, -0.0045, -0.8140), (-0.5836, -0.6948, 0.4203))
 AUGMENTATIONS = ("none", "flip", "paper")  # none: the seed (random crop only); flip: + mirror; paper: + PCA
 EVAL_CROPS = ("random", "center", "ten")
 
@@ -38,11 +37,12 @@ MAX_IMAGE_PIXELS = 100_000_000
 def declared_pixels(encoded):
     """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header),
     read without decoding; 0 for other formats, which do not decode anyway."""
+
     def header(offset, count):
         return tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, count), tf.uint8), tf.int64)
 
     def big_endian(numbers):
-        return numbers[0] * 2 ** 24 + numbers[1] * 2 ** 16 + numbers[2] * 2 ** 8 + numbers[3]
+        return numbers[0] * 2**24 + numbers[1] * 2**16 + numbers[2] * 2**8 + numbers[3]
 
     def png():
         sizes = header(16, 8)
@@ -54,24 +54,29 @@ def declared_pixels(encoded):
 
     def bmp():
         sizes = header(18, 8)
-        width, height = (sizes[i] + 2 ** 8 * sizes[i + 1] + 2 ** 16 * sizes[i + 2] + 2 ** 24 * sizes[i + 3]
-                         for i in (0, 4))
-        return width * tf.where(height >= 2 ** 31, 2 ** 32 - height, height)  # a negative height: top-down rows
+        width, height = (sizes[i] + 2**8 * sizes[i + 1] + 2**16 * sizes[i + 2] + 2**24 * sizes[i + 3] for i in (0, 4))
+        return width * tf.where(height >= 2**31, 2**32 - height, height)  # a negative height: top-down rows
 
     magic = tf.strings.substr(encoded, 0, 4)
     long_enough = tf.strings.length(encoded) >= 26
-    return tf.case([(tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2],
-                                                                              tf.int64))),
-                    (long_enough & tf.equal(magic, b"\x89PNG"), png),
-                    (long_enough & tf.equal(magic, b"GIF8"), gif),
-                    (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp)],
-                   default=lambda: tf.constant(0, tf.int64))
+    return tf.case(
+        [
+            (tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64))),
+            (long_enough & tf.equal(magic, b"\x89PNG"), png),
+            (long_enough & tf.equal(magic, b"GIF8"), gif),
+            (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+        ],
+        default=lambda: tf.constant(0, tf.int64),
+    )
 
 
 def bounded(encoded):
     """`encoded`, once its header is known to declare at most MAX_IMAGE_PIXELS (an InvalidArgumentError if not)."""
-    check = tf.debugging.assert_less_equal(declared_pixels(encoded), tf.constant(MAX_IMAGE_PIXELS, tf.int64),
-                                           message=f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels")
+    check = tf.debugging.assert_less_equal(
+        declared_pixels(encoded),
+        tf.constant(MAX_IMAGE_PIXELS, tf.int64),
+        message=f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels",
+    )
     with tf.control_dependencies([check]):
         return tf.identity(encoded)
 
@@ -85,8 +90,11 @@ def decodes(encoded):
     """The shape of the decoded image, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still reads all
     of their data): an InvalidArgumentError for a file that does not decode."""
     encoded = bounded(encoded)
-    return tf.cond(tf.io.is_jpeg(encoded), lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
-                   lambda: tf.shape(decode_rgb(encoded)))
+    return tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
+        lambda: tf.shape(decode_rgb(encoded)),
+    )
 
 
 def resized_shape(shape, size=RESIZE_SHORTER):
@@ -126,14 +134,18 @@ def random_crop_jpeg(encoded, seed):
     ratio_index = tf.reduce_sum(tf.cast(tf.reduce_min(size) >= CROP_SIZE * tf.constant([2, 4, 8]), tf.int32))
 
     def decode_at(ratio):
-        return lambda: tf.io.decode_and_crop_jpeg(encoded, tf.concat([origin // ratio, size // ratio], 0), channels=3,
-                                                  ratio=ratio)
+        return lambda: tf.io.decode_and_crop_jpeg(
+            encoded, tf.concat([origin // ratio, size // ratio], 0), channels=3, ratio=ratio
+        )
 
     window = tf.switch_case(ratio_index, [decode_at(ratio) for ratio in JPEG_RATIOS])
     # The DCT scaling leaves a factor below 2, where bilinear needs no antialiasing (which costs 3x the decode);
     # prepared images need no resize at all.
-    return tf.cond(tf.reduce_all(tf.shape(window)[:2] == CROP_SIZE), lambda: tf.cast(window, tf.float32),
-                   lambda: tf.image.resize(window, [CROP_SIZE, CROP_SIZE]))
+    return tf.cond(
+        tf.reduce_all(tf.shape(window)[:2] == CROP_SIZE),
+        lambda: tf.cast(window, tf.float32),
+        lambda: tf.image.resize(window, [CROP_SIZE, CROP_SIZE]),
+    )
 
 
 def pca_lighting_offset(seed, stddev=PCA_STDDEV):
@@ -146,8 +158,11 @@ def pca_lighting_offset(seed, stddev=PCA_STDDEV):
 def train_crop(encoded, mean, augment, seed):
     """One training example: random 224 crop of the 256-resized image, augmented, mean subtracted."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
-    image = tf.cond(tf.io.is_jpeg(encoded), lambda: random_crop_jpeg(encoded, seeds[0]),
-                    lambda: random_crop_reference(encoded, seeds[0]))
+    image = tf.cond(
+        tf.io.is_jpeg(encoded),
+        lambda: random_crop_jpeg(encoded, seeds[0]),
+        lambda: random_crop_reference(encoded, seeds[0]),
+    )
     mirror = augment in ("flip", "paper") and tf.random.stateless_uniform([], seeds[1]) < 0.5
     offset = pca_lighting_offset(seeds[2]) - mean if augment == "paper" else -mean
     return _mirrored_and_offset(image, mirror, offset)
@@ -166,12 +181,14 @@ def eval_crops(encoded, mean, crops, k_crops, seed):
     256x256 square and their mirrors (K = 10, the paper's test)."""
     image = resize_shorter_side(decode_rgb(encoded))
     if crops == "random":
-        patches = [tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], s)
-                   for s in tf.unstack(tf.random.experimental.stateless_split(seed, k_crops))]
+        patches = [
+            tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], s)
+            for s in tf.unstack(tf.random.experimental.stateless_split(seed, k_crops))
+        ]
     elif crops == "center":
         patches = [_crop_at(image, 0.5, 0.5, image_extent=None)]
     elif crops == "ten":
-        corners = [_crop_at(image, fy, fx, TEN_CROP_SQUARE) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (.5, .5))]
+        corners = [_crop_at(image, fy, fx, TEN_CROP_SQUARE) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5))]
         patches = corners + [tf.image.flip_left_right(patch) for patch in corners]
     else:
         raise ValueError(f"crops must be one of {EVAL_CROPS}, not {crops!r}")
@@ -207,18 +224,23 @@ def load_image_crops(path, mean, crops, k_crops, seed=0):
         encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
     else:
         if pixels > MAX_IMAGE_PIXELS:
-            raise DataError(f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project "
-                            "decodes: give a smaller image")
-    return eval_crops(encoded, tf.constant(mean, tf.float32), crops, crops_per_image(crops, k_crops),
-                      tf.constant([seed, 0], tf.int64))
+            raise DataError(
+                f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project "
+                "decodes: give a smaller image"
+            )
+    return eval_crops(
+        encoded, tf.constant(mean, tf.float32), crops, crops_per_image(crops, k_crops), tf.constant([seed, 0], tf.int64)
+    )
 
 
 def _pillow_rgb(path):
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DataError(f"{path} declares {image.width * image.height:,} pixels, more than the "
-                                f"{MAX_IMAGE_PIXELS:,} this project decodes: give a smaller image")
+                raise DataError(
+                    f"{path} declares {image.width * image.height:,} pixels, more than the "
+                    f"{MAX_IMAGE_PIXELS:,} this project decodes: give a smaller image"
+                )
             return image.convert("RGB")
     except (OSError, Image.UnidentifiedImageError, Image.DecompressionBombError) as error:  # be specific: what
         # Pillow raises for files that are not images, truncated ones, and its own pixel bound

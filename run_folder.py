@@ -12,6 +12,7 @@ config.json and the checkpoints are written atomically (a temporary name, then a
 instant leaves the last complete state; `ckpt-N_temp` folders are what a kill in the middle of a save leaves, and are
 removed by the next train.py.
 """
+
 import contextlib
 import fcntl
 import glob
@@ -63,8 +64,10 @@ def load_config(ckpt_dir):
     """The run's config, upgraded to the current version; a CheckpointError for a folder without a run."""
     path = os.path.join(ckpt_dir, CONFIG_NAME)
     if not os.path.isfile(path):
-        raise CheckpointError(f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
-                              "train one with `python train.py -scratch`, or pass --ckpt-dir")
+        raise CheckpointError(
+            f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
+            "train one with `python train.py -scratch`, or pass --ckpt-dir"
+        )
     try:
         with open(path) as f:
             config = json.load(f)
@@ -73,11 +76,13 @@ def load_config(ckpt_dir):
     version = config.pop("version", 1) if isinstance(config, dict) else None
     missing = [key for key in CONFIG_KEYS if key not in config] if isinstance(config, dict) else CONFIG_KEYS
     if not isinstance(version, int) or missing:
-        raise CheckpointError(f"{path} is not a run's config (it lacks {', '.join(missing) or 'a version'}): "
-                              "pass another --ckpt-dir")
+        raise CheckpointError(
+            f"{path} is not a run's config (it lacks {', '.join(missing) or 'a version'}): pass another --ckpt-dir"
+        )
     if version > CONFIG_VERSION:
-        raise CheckpointError(f"{path} has version {version}, newer than this code's {CONFIG_VERSION}: update the "
-                              "project (git pull)")
+        raise CheckpointError(
+            f"{path} has version {version}, newer than this code's {CONFIG_VERSION}: update the project (git pull)"
+        )
     config.setdefault("layout", "image folders")  # version 1 runs before prepared shards
     return config
 
@@ -85,8 +90,10 @@ def load_config(ckpt_dir):
 def check_classes(config, wnids, ckpt_dir, data_dir):
     """A CheckpointError unless the run was trained on exactly these classes, in this order."""
     if [c["wnid"] for c in config["classes"]] != list(wnids):
-        raise CheckpointError(f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
-                              "pass the --data-dir it was trained on, or another --ckpt-dir")
+        raise CheckpointError(
+            f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
+            "pass the --data-dir it was trained on, or another --ckpt-dir"
+        )
 
 
 def latest_checkpoint(ckpt_dir):
@@ -95,8 +102,10 @@ def latest_checkpoint(ckpt_dir):
     load_config(ckpt_dir)
     path = tf.train.latest_checkpoint(ckpt_dir)
     if path is None:
-        raise CheckpointError(f"no checkpoint in {ckpt_dir}: the run saved none yet; "
-                              "train with `python train.py -scratch` (or -resume) first")
+        raise CheckpointError(
+            f"no checkpoint in {ckpt_dir}: the run saved none yet; "
+            "train with `python train.py -scratch` (or -resume) first"
+        )
     return path
 
 
@@ -109,8 +118,10 @@ def restore(checkpoint, path, partial=False):
     except (ValueError, AssertionError, IndexError, tf.errors.OpError) as error:  # be specific: shapes, objects,
         # damaged files (TF's checkpoint reader raises IndexError for a truncated one)
         tf.get_logger().setLevel("ERROR")  # else the half-restored checkpoint lists every unmatched value at exit
-        raise CheckpointError(f"{path} does not fit the model of its config.json ({str(error).splitlines()[0]}): "
-                              "the folder mixes runs; train anew with -scratch --overwrite") from None
+        raise CheckpointError(
+            f"{path} does not fit the model of its config.json ({str(error).splitlines()[0]}): "
+            "the folder mixes runs; train anew with -scratch --overwrite"
+        ) from None
 
 
 def run_files(ckpt_dir):
@@ -121,14 +132,20 @@ def run_files(ckpt_dir):
 
 def unfinished_saves(ckpt_dir):
     """The `ckpt-N_temp` folders that a kill in the middle of a save leaves behind."""
-    return [path for path in glob.glob(os.path.join(glob.escape(ckpt_dir), CHECKPOINT_PREFIX + "-*_temp"))
-            if os.path.isdir(path)]
+    return [
+        path
+        for path in glob.glob(os.path.join(glob.escape(ckpt_dir), CHECKPOINT_PREFIX + "-*_temp"))
+        if os.path.isdir(path)
+    ]
 
 
 def size_on_disk(paths):
-    return sum(os.path.getsize(os.path.join(root, name)) for path in paths
-               for root, _, names in (os.walk(path) if os.path.isdir(path) else [("", None, [path])])
-               for name in names)
+    return sum(
+        os.path.getsize(os.path.join(root, name))
+        for path in paths
+        for root, _, names in (os.walk(path) if os.path.isdir(path) else [("", None, [path])])
+        for name in names
+    )
 
 
 def remove(paths):
@@ -144,15 +161,18 @@ def lock(ckpt_dir):
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CheckpointError(f"another train.py is training in {ckpt_dir}: let it finish or stop it, "
-                                  "or pass another --ckpt-dir") from None
+            raise CheckpointError(
+                f"another train.py is training in {ckpt_dir}: let it finish or stop it, or pass another --ckpt-dir"
+            ) from None
         yield
 
 
 def checkpoint_bytes(model):
     """The size of one checkpoint: the weights and the optimizer's momentum."""
-    return sum(math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
-               for variable in model.variables + model.optimizer.variables)
+    return sum(
+        math.prod(variable.shape) * np.dtype(variable.dtype).itemsize
+        for variable in model.variables + model.optimizer.variables
+    )
 
 
 def check_free_space(ckpt_dir, *, size, kept, saved, reclaimable=0, elsewhere="choose another --ckpt-dir"):
@@ -164,14 +184,16 @@ def check_free_space(ckpt_dir, *, size, kept, saved, reclaimable=0, elsewhere="c
     if free < needed:
         raise CheckpointError(
             f"{ckpt_dir} has {free / 1e9:.2f} GB free, and the run needs {needed / 1e9:.2f} GB more for its "
-            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or {elsewhere}")
+            f"checkpoints ({kept} kept and the next one, {size / 1e9:.2f} GB each): free space, or {elsewhere}"
+        )
 
 
 def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
     """The checkpoint manager of this process: the run's last KEEP_CHECKPOINTS on the chief, the last one on the
     other workers, whose copy nobody reads."""
-    return tf.train.CheckpointManager(checkpoint, ckpt_dir, KEEP_CHECKPOINTS if chief else 1,
-                                      checkpoint_name=CHECKPOINT_PREFIX)
+    return tf.train.CheckpointManager(
+        checkpoint, ckpt_dir, KEEP_CHECKPOINTS if chief else 1, checkpoint_name=CHECKPOINT_PREFIX
+    )
 
 
 @tf.function
@@ -188,8 +210,10 @@ class Checkpointer(keras.callbacks.Callback):
     Keras calls it between its calls of the training step (training.STEPS_PER_EXECUTION steps each): it checks the
     loss there, and saves there; every save checks first that the weights are finite."""
 
-    SAVE_FAILURES = {tf.errors.ResourceExhaustedError: "no space left on the device, or over quota",
-                     tf.errors.OutOfRangeError: "a file size limit was reached"}
+    SAVE_FAILURES = {
+        tf.errors.ResourceExhaustedError: "no space left on the device, or over quota",
+        tf.errors.OutOfRangeError: "a file size limit was reached",
+    }
 
     def __init__(self, manager, *, save_every):
         super().__init__()
@@ -205,21 +229,27 @@ class Checkpointer(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if not math.isfinite(logs["loss"]):
-            raise DivergedError(f"the loss is {logs['loss']} by step {self.epoch_start + batch + 1}: training "
-                                f"stopped; {self.last_good()}")
+            raise DivergedError(
+                f"the loss is {logs['loss']} by step {self.epoch_start + batch + 1}: training "
+                f"stopped; {self.last_good()}"
+            )
 
     def on_epoch_end(self, epoch, logs=None):
         self.save(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
 
     def last_good(self):
         latest = self.manager.latest_checkpoint
-        return (f"the latest checkpoint ({latest}) is the last good one; start again with a lower --lr" if latest else
-                "no checkpoint was written; start again with a lower --lr")
+        return (
+            f"the latest checkpoint ({latest}) is the last good one; start again with a lower --lr"
+            if latest
+            else "no checkpoint was written; start again with a lower --lr"
+        )
 
     def save(self, step):
         if not _all_finite(self.model.trainable_variables):
-            raise DivergedError(f"the loss diverged: the weights are not finite at step {step}, and were not saved; "
-                                f"{self.last_good()}")
+            raise DivergedError(
+                f"the loss diverged: the weights are not finite at step {step}, and were not saved; {self.last_good()}"
+            )
         try:
             self.manager.save(checkpoint_number=step)
             self.saved_at = step
@@ -227,10 +257,15 @@ class Checkpointer(keras.callbacks.Callback):
             # raises for a full disk or quota (ENOSPC, EDQUOT) and for a file size limit (EFBIG)
             path = os.path.join(self.manager.directory, f"{CHECKPOINT_PREFIX}-{step}")
             remove(unfinished_saves(self.manager.directory))
-            then = f"continue with -resume from {self.manager.latest_checkpoint}" if self.manager.latest_checkpoint \
+            then = (
+                f"continue with -resume from {self.manager.latest_checkpoint}"
+                if self.manager.latest_checkpoint
                 else "start again with -scratch --overwrite"
-            raise CheckpointWriteError(f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
-                                       f"({type(error).__name__}): free space, then {then}") from None
+            )
+            raise CheckpointWriteError(
+                f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
+                f"({type(error).__name__}): free space, then {then}"
+            ) from None
 
 
 def worker_scratch(ckpt_dir, task_type, task_id):

@@ -7,6 +7,7 @@ class with its own hue and stripe pattern; a flat validation folder with its gro
 
     python data_reader.py --make-sample ILSVRC2012-sample
 """
+
 import os
 
 import numpy as np
@@ -18,18 +19,35 @@ from errors import DataError
 
 SAMPLE_DIR = "ILSVRC2012-sample"  # where --sample puts it when --data-dir is left at its default
 LEAVES = (
-    ("n09193705", "alp"), ("n03028079", "church, church building"), ("n09468604", "valley, vale"),
-    ("n02980441", "castle"), ("n03781244", "monastery"), ("n02119789", "kit fox, Vulpes macrotis"),
-    ("n09472597", "volcano"), ("n09428293", "seashore, coast, seacoast, sea-coast"),
-    ("n09332890", "lakeside, lakeshore"), ("n03888257", "parachute, chute"))
-INTERNAL = (("n09287968", "geological formation, formation", (1, 3, 7, 8, 9)),
-            ("n04341686", "structure, construction", (2, 4, 5)),
-            ("n00021939", "artifact, artefact", (12, 10)))
+    ("n09193705", "alp"),
+    ("n03028079", "church, church building"),
+    ("n09468604", "valley, vale"),
+    ("n02980441", "castle"),
+    ("n03781244", "monastery"),
+    ("n02119789", "kit fox, Vulpes macrotis"),
+    ("n09472597", "volcano"),
+    ("n09428293", "seashore, coast, seacoast, sea-coast"),
+    ("n09332890", "lakeside, lakeshore"),
+    ("n03888257", "parachute, chute"),
+)
+INTERNAL = (
+    ("n09287968", "geological formation, formation", (1, 3, 7, 8, 9)),
+    ("n04341686", "structure, construction", (2, 4, 5)),
+    ("n00021939", "artifact, artefact", (12, 10)),
+)
 TRAIN_PER_CLASS = 40
 VAL_PER_CLASS = 10
 SEED = 0
-META_FIELDS = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height",
-               "num_train_images")  # the devkit's, all of them
+META_FIELDS = (
+    "ILSVRC2012_ID",
+    "WNID",
+    "words",
+    "gloss",
+    "num_children",
+    "children",
+    "wordnet_height",
+    "num_train_images",
+)  # the devkit's, all of them
 
 
 def data_dir_for(data_dir, sample):
@@ -42,8 +60,10 @@ def data_dir_for(data_dir, sample):
     if os.path.isfile(os.path.join(data_dir, data_reader.META_MAT)):
         return data_dir
     if os.path.isdir(data_dir) and os.listdir(data_dir):
-        raise DataError(f"{data_dir} holds files but no {data_reader.META_MAT}: --sample writes the sample only into "
-                        "a missing or empty folder; pass another --data-dir")
+        raise DataError(
+            f"{data_dir} holds files but no {data_reader.META_MAT}: --sample writes the sample only into "
+            "a missing or empty folder; pass another --data-dir"
+        )
     print(f"Generating the sample dataset in {data_dir} ...")
     make_sample(data_dir)
     return data_dir
@@ -60,7 +80,8 @@ def make_sample(out_dir, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_
         os.makedirs(os.path.join(out_dir, data_reader.TRAIN_DIR, wnid), exist_ok=True)
         for n in range(train_per_class):
             draw(index, num_classes, rng).save(
-                os.path.join(out_dir, data_reader.TRAIN_DIR, wnid, f"{wnid}_{n + 1}.JPEG"), quality=90)
+                os.path.join(out_dir, data_reader.TRAIN_DIR, wnid, f"{wnid}_{n + 1}.JPEG"), quality=90
+            )
     val_labels = rng.permutation(np.repeat(np.arange(num_classes), val_per_class))
     os.makedirs(os.path.join(out_dir, data_reader.VAL_DIR), exist_ok=True)
     for n, label in enumerate(val_labels):
@@ -78,9 +99,16 @@ def write_meta_mat(path, rows, train_per_class=1):
     children IDs) rows, in the given order."""
     synsets = np.zeros((len(rows), 1), dtype=[(name, object) for name in META_FIELDS])
     for row, (ilsvrc_id, wnid, words, children) in enumerate(rows):
-        synsets[row, 0] = (float(ilsvrc_id), wnid, words, f"sample class {words}", float(len(children)),
-                           np.array(children, dtype=float).reshape(1, -1), float(bool(children)),
-                           float(train_per_class))
+        synsets[row, 0] = (
+            float(ilsvrc_id),
+            wnid,
+            words,
+            f"sample class {words}",
+            float(len(children)),
+            np.array(children, dtype=float).reshape(1, -1),
+            float(bool(children)),
+            float(train_per_class),
+        )
     os.makedirs(os.path.dirname(path), exist_ok=True)
     scipy.io.savemat(path, {"synsets": synsets})
 

@@ -4,6 +4,7 @@ then the flags given; validated once, in one frozen object that every step reads
 A run keeps its settings (config.json's "settings"): -resume takes them from there and refuses a flag that differs,
 except --epochs and --save-every, which may extend a run or change how often it saves.
 """
+
 import dataclasses
 import math
 
@@ -29,12 +30,27 @@ SAMPLE_BATCH_SIZE = 32
 SAMPLE_SAVE_EVERY = 10
 SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share of the gradient: 0.01 diverges
 
-RUN_DEFAULTS = {"epochs": training.EPOCHS, "batch_size": training.BATCH_SIZE, "lr": training.LEARNING_RATE,
-                "momentum": training.MOMENTUM, "weight_decay": training.WEIGHT_DECAY, "dropout": alexnet.DROPOUT,
-                "augment": training.AUGMENT, "groups": alexnet.GROUPS, "steps_per_epoch": None, "seed": SEED,
-                "deterministic": False, "precision": None, "save_every": SAVE_EVERY}  # precision: the hardware's
-SAMPLE_DEFAULTS = {"epochs": SAMPLE_EPOCHS, "batch_size": SAMPLE_BATCH_SIZE, "lr": SAMPLE_LR,
-                   "save_every": SAMPLE_SAVE_EVERY}
+RUN_DEFAULTS = {
+    "epochs": training.EPOCHS,
+    "batch_size": training.BATCH_SIZE,
+    "lr": training.LEARNING_RATE,
+    "momentum": training.MOMENTUM,
+    "weight_decay": training.WEIGHT_DECAY,
+    "dropout": alexnet.DROPOUT,
+    "augment": training.AUGMENT,
+    "groups": alexnet.GROUPS,
+    "steps_per_epoch": None,
+    "seed": SEED,
+    "deterministic": False,
+    "precision": None,
+    "save_every": SAVE_EVERY,
+}  # precision: the hardware's
+SAMPLE_DEFAULTS = {
+    "epochs": SAMPLE_EPOCHS,
+    "batch_size": SAMPLE_BATCH_SIZE,
+    "lr": SAMPLE_LR,
+    "save_every": SAMPLE_SAVE_EVERY,
+}
 CHANGEABLE_ON_RESUME = ("epochs", "save_every")
 
 
@@ -82,95 +98,156 @@ def resolve(args, *, saved=None, replicas=1):
     given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name) is not None}
     if saved is not None:
         kept = saved["settings"]
-        differing = [f"{name} {kept[name]}, not {value}" for name, value in given.items()
-                     if name not in CHANGEABLE_ON_RESUME and name in kept and kept[name] != value]
+        differing = [
+            f"{name} {kept[name]}, not {value}"
+            for name, value in given.items()
+            if name not in CHANGEABLE_ON_RESUME and name in kept and kept[name] != value
+        ]
         if differing:
-            raise CheckpointError(f"the run in {args.ckpt_dir} has {'; '.join(differing)}: -resume continues a run as "
-                                  "it was started; start another with -scratch --ckpt-dir NEW_DIR")
+            raise CheckpointError(
+                f"the run in {args.ckpt_dir} has {'; '.join(differing)}: -resume continues a run as "
+                "it was started; start another with -scratch --ckpt-dir NEW_DIR"
+            )
         values.update(kept)
     values.update(given)
-    settings = Settings(mode=args.mode, data_dir=args.data_dir, sample=args.sample, ckpt_dir=args.ckpt_dir,
-                        log_dir=args.log_dir, overwrite=args.overwrite,
-                        xla=args.xla or bool(tf.config.list_physical_devices("GPU")), strategy=args.strategy,
-                        cpu_replicas=args.cpu_replicas, max_bad_images=args.max_bad_images, **values)
+    settings = Settings(
+        mode=args.mode,
+        data_dir=args.data_dir,
+        sample=args.sample,
+        ckpt_dir=args.ckpt_dir,
+        log_dir=args.log_dir,
+        overwrite=args.overwrite,
+        xla=args.xla or bool(tf.config.list_physical_devices("GPU")),
+        strategy=args.strategy,
+        cpu_replicas=args.cpu_replicas,
+        max_bad_images=args.max_bad_images,
+        **values,
+    )
     validate(settings, replicas=replicas, resumed=saved is not None)
     return settings
 
 
 def validate(settings, *, replicas, resumed):
     """A UsageError naming the first setting that cannot work, and the fix."""
-    bounds = [("epochs", settings.epochs >= 1, "at least 1"), ("batch-size", settings.batch_size >= 1, "at least 1"),
-              ("lr", settings.lr > 0, "positive"), ("momentum", 0 <= settings.momentum < 1, "in [0, 1)"),
-              ("weight-decay", settings.weight_decay >= 0, "0 or more"),
-              ("dropout", 0 <= settings.dropout < 1, "in [0, 1)"),
-              ("steps-per-epoch", settings.steps_per_epoch is None or settings.steps_per_epoch >= 1, "at least 1"),
-              ("save-every", settings.save_every >= 1, "at least 1"),
-              ("max-bad-images", settings.max_bad_images is None or settings.max_bad_images >= 0, "0 or more"),
-              ("cpu-replicas", settings.cpu_replicas >= 1, "at least 1")]
+    bounds = [
+        ("epochs", settings.epochs >= 1, "at least 1"),
+        ("batch-size", settings.batch_size >= 1, "at least 1"),
+        ("lr", settings.lr > 0, "positive"),
+        ("momentum", 0 <= settings.momentum < 1, "in [0, 1)"),
+        ("weight-decay", settings.weight_decay >= 0, "0 or more"),
+        ("dropout", 0 <= settings.dropout < 1, "in [0, 1)"),
+        ("steps-per-epoch", settings.steps_per_epoch is None or settings.steps_per_epoch >= 1, "at least 1"),
+        ("save-every", settings.save_every >= 1, "at least 1"),
+        ("max-bad-images", settings.max_bad_images is None or settings.max_bad_images >= 0, "0 or more"),
+        ("cpu-replicas", settings.cpu_replicas >= 1, "at least 1"),
+    ]
     for flag, holds, bound in bounds:
         if not holds:
             value = getattr(settings, flag.replace("-", "_"))
             raise UsageError(f"--{flag} {value} cannot work: it must be {bound}")
     if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in alexnet.PRECISIONS:
-        raise UsageError(f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
-                         "its config.json was edited; start another with -scratch")
+        raise UsageError(
+            f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
+            "its config.json was edited; start another with -scratch"
+        )
     if settings.batch_size % replicas:
         whose = f"the run's batch size {settings.batch_size}" if resumed else f"--batch-size {settings.batch_size}"
-        raise UsageError(f"{whose} does not split evenly across the {replicas} replicas: "
-                         + ("resume it with a number of replicas that divides it" if resumed
-                            else "make it a multiple of them"))
+        raise UsageError(
+            f"{whose} does not split evenly across the {replicas} replicas: "
+            + ("resume it with a number of replicas that divides it" if resumed else "make it a multiple of them")
+        )
 
 
 def add_arguments(parser):
     """train.py's flags; the run settings default to None, so that resolve() tells given from default."""
-    parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
-                        help=f"ILSVRC2012 folder, or its prepared shards (default: {data_reader.DATA_DIR}; "
-                             f"{sample_dataset.SAMPLE_DIR} with --sample)")
-    parser.add_argument("--sample", action="store_true",
-                        help="train on the generated sample dataset (made on first use) with small defaults")
+    parser.add_argument(
+        "--data-dir",
+        default=data_reader.DATA_DIR,
+        help=f"ILSVRC2012 folder, or its prepared shards (default: {data_reader.DATA_DIR}; "
+        f"{sample_dataset.SAMPLE_DIR} with --sample)",
+    )
+    parser.add_argument(
+        "--sample",
+        action="store_true",
+        help="train on the generated sample dataset (made on first use) with small defaults",
+    )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help=f"run folder (default: {run_folder.CKPT_DIR})")
     parser.add_argument("--log-dir", default=LOG_DIR, help=f"TensorBoard folder (default: {LOG_DIR})")
     parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
-    hyper = parser.add_argument_group("hyper-parameters (on -resume the run's own; only --epochs and --save-every "
-                                      "may change)")
-    hyper.add_argument("--epochs", type=int,
-                       help=f"epochs (default: {training.EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
-    hyper.add_argument("--batch-size", type=int,
-                       help=f"images a step, across all replicas (default: {training.BATCH_SIZE}; {SAMPLE_BATCH_SIZE} "
-                            "with --sample)")
-    hyper.add_argument("--lr", type=float,
-                       help=f"initial learning rate (default: {training.LEARNING_RATE}; {SAMPLE_LR} with --sample)")
+    hyper = parser.add_argument_group(
+        "hyper-parameters (on -resume the run's own; only --epochs and --save-every may change)"
+    )
+    hyper.add_argument("--epochs", type=int, help=f"epochs (default: {training.EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
+    hyper.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"images a step, across all replicas (default: {training.BATCH_SIZE}; {SAMPLE_BATCH_SIZE} with --sample)",
+    )
+    hyper.add_argument(
+        "--lr", type=float, help=f"initial learning rate (default: {training.LEARNING_RATE}; {SAMPLE_LR} with --sample)"
+    )
     hyper.add_argument("--momentum", type=float, help=f"SGD momentum (default: {training.MOMENTUM})")
-    hyper.add_argument("--weight-decay", type=float,
-                       help=f"weight decay through momentum (default: {training.WEIGHT_DECAY})")
+    hyper.add_argument(
+        "--weight-decay", type=float, help=f"weight decay through momentum (default: {training.WEIGHT_DECAY})"
+    )
     hyper.add_argument("--dropout", type=float, help=f"dropout on fc6 and fc7 (default: {alexnet.DROPOUT})")
-    hyper.add_argument("--augment", choices=preprocessing.AUGMENTATIONS,
-                       help="none: random crops (the seed); flip: + mirrors; paper: + PCA lighting "
-                            f"(default: {training.AUGMENT})")
-    hyper.add_argument("--groups", type=int, choices=(1, 2),
-                       help=f"1: single tower (the seed); 2: the paper's two columns (default: {alexnet.GROUPS})")
+    hyper.add_argument(
+        "--augment",
+        choices=preprocessing.AUGMENTATIONS,
+        help=f"none: random crops (the seed); flip: + mirrors; paper: + PCA lighting (default: {training.AUGMENT})",
+    )
+    hyper.add_argument(
+        "--groups",
+        type=int,
+        choices=(1, 2),
+        help=f"1: single tower (the seed); 2: the paper's two columns (default: {alexnet.GROUPS})",
+    )
     hyper.add_argument("--steps-per-epoch", type=int, help="steps an epoch (default: one pass over the training set)")
     hyper.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and augmentation (default: {SEED})")
-    hyper.add_argument("--deterministic", action="store_true", default=None,
-                       help="TF op determinism and images batched in stream order: a resumed run ends with the "
-                            "same weights as an uninterrupted one (default: off, faster)")
-    hyper.add_argument("--precision", choices=tuple(alexnet.PRECISIONS),
-                       help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
-                            "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)")
-    hyper.add_argument("--save-every", type=int,
-                       help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)")
-    parser.add_argument("--xla", action="store_true",
-                        help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
-                             "its training step 1.2x slower)")
-    parser.add_argument("--strategy", choices=distribute.STRATEGIES, default="auto",
-                        help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, or "
-                             "--cpu-replicas logical CPUs without one), multi-worker (several machines, from "
-                             "TF_CONFIG or Slurm; README); auto: multi-worker when TF_CONFIG is set, mirrored with "
-                             "more than one GPU (default: auto). --batch-size is the global batch, split across the "
-                             "replicas; with a larger global batch, scale --lr with it")
-    parser.add_argument("--cpu-replicas", type=int, default=distribute.CPU_REPLICAS,
-                        help=f"logical CPU devices of --strategy mirrored on a machine without GPUs "
-                             f"(default: {distribute.CPU_REPLICAS})")
-    parser.add_argument("--max-bad-images", type=int,
-                        help="unreadable training images skipped before -scratch refuses the dataset "
-                             f"(default: {100 * MAX_BAD_FRACTION:g}%% of the training set)")
+    hyper.add_argument(
+        "--deterministic",
+        action="store_true",
+        default=None,
+        help="TF op determinism and images batched in stream order: a resumed run ends with the "
+        "same weights as an uninterrupted one (default: off, faster)",
+    )
+    hyper.add_argument(
+        "--precision",
+        choices=tuple(alexnet.PRECISIONS),
+        help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
+        "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)",
+    )
+    hyper.add_argument(
+        "--save-every",
+        type=int,
+        help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)",
+    )
+    parser.add_argument(
+        "--xla",
+        action="store_true",
+        help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
+        "its training step 1.2x slower)",
+    )
+    parser.add_argument(
+        "--strategy",
+        choices=distribute.STRATEGIES,
+        default="auto",
+        help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, or "
+        "--cpu-replicas logical CPUs without one), multi-worker (several machines, from "
+        "TF_CONFIG or Slurm; README); auto: multi-worker when TF_CONFIG is set, mirrored with "
+        "more than one GPU (default: auto). --batch-size is the global batch, split across the "
+        "replicas; with a larger global batch, scale --lr with it",
+    )
+    parser.add_argument(
+        "--cpu-replicas",
+        type=int,
+        default=distribute.CPU_REPLICAS,
+        help=f"logical CPU devices of --strategy mirrored on a machine without GPUs "
+        f"(default: {distribute.CPU_REPLICAS})",
+    )
+    parser.add_argument(
+        "--max-bad-images",
+        type=int,
+        help="unreadable training images skipped before -scratch refuses the dataset "
+        f"(default: {100 * MAX_BAD_FRACTION:g}%% of the training set)",
+    )

@@ -8,6 +8,7 @@ error while it loads and looks for devices; if loading fails, what was held back
 that expect broken files (the unreadable-image scan, classify.py's probe) hold back libjpeg's complaints the same way
 (`decoder_noise_held_back`).
 """
+
 import contextlib
 import os
 import sys

@@ -3,6 +3,7 @@ over K crops of every image.
 
     python test.py --k-crops 5 --crops random
 """
+
 import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
@@ -27,21 +28,33 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
-    parser.add_argument("--data-dir", default=data_reader.DATA_DIR,
-                        help=f"ILSVRC2012 folder, or its prepared shards ({sample_dataset.SAMPLE_DIR} with --sample)")
+    parser.add_argument(
+        "--data-dir",
+        default=data_reader.DATA_DIR,
+        help=f"ILSVRC2012 folder, or its prepared shards ({sample_dataset.SAMPLE_DIR} with --sample)",
+    )
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
-    parser.add_argument("--crops", choices=preprocessing.EVAL_CROPS, default=CROPS,
-                        help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors")
+    parser.add_argument(
+        "--crops",
+        choices=preprocessing.EVAL_CROPS,
+        default=CROPS,
+        help="random: K random crops; center: one centre crop; ten: corners, centre and mirrors",
+    )
     parser.add_argument("--top-k", type=int, default=TOP_K, help="k of the top-k accuracy")
     parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help="images a batch")
     parser.add_argument("--limit", type=int, help="evaluate only the first N validation images (default: all)")
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the random crops")
-    parser.add_argument("--precision", choices=tuple(alexnet.PRECISIONS), default=alexnet.default_precision(),
-                        help="float32, or mixed precision with bf16 or fp16")
+    parser.add_argument(
+        "--precision",
+        choices=tuple(alexnet.PRECISIONS),
+        default=alexnet.default_precision(),
+        help="float32, or mixed precision with bf16 or fp16",
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
     return parser
 
@@ -52,10 +65,14 @@ def main(args):
     model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
     split = validation_set(args, config)
     unreadable = input_pipeline.find_unreadable(split, "validation images")
-    results = {**evaluate(model, config, split.without(unreadable), args), "checkpoint": checkpoint,
-               "images_total": split.num_images}
-    print(f"Evaluated {results['images']} of {split.num_images} validation images "
-          f"({len(unreadable)} unreadable, skipped)")
+    results = {
+        **evaluate(model, config, split.without(unreadable), args),
+        "checkpoint": checkpoint,
+        "images_total": split.num_images,
+    }
+    print(
+        f"Evaluated {results['images']} of {split.num_images} validation images ({len(unreadable)} unreadable, skipped)"
+    )
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
     print(f"Top-{args.top_k} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
     if args.json:
@@ -78,15 +95,27 @@ def evaluate(model, config, split, args):
     k = preprocessing.crops_per_image(args.crops, args.k_crops)
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)
-    averaged.compile(loss=keras.losses.SparseCategoricalCrossentropy(),
-                     metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                              keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk")],
-                     jit_compile=False)
-    dataset = input_pipeline.eval_dataset(split, mean=config["mean"], batch_size=args.batch_size, crops=args.crops,
-                                          k_crops=k, seed=args.seed)
+    averaged.compile(
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="top1"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk"),
+        ],
+        jit_compile=False,
+    )
+    dataset = input_pipeline.eval_dataset(
+        split, mean=config["mean"], batch_size=args.batch_size, crops=args.crops, k_crops=k, seed=args.seed
+    )
     metrics = averaged.evaluate(dataset, return_dict=True)
-    return {"top1": float(metrics["top1"]), "topk": float(metrics["topk"]), "k": args.top_k,
-            "loss": float(metrics["loss"]), "images": split.num_images, "crops": args.crops, "k_crops": k}
+    return {
+        "top1": float(metrics["top1"]),
+        "topk": float(metrics["topk"]),
+        "k": args.top_k,
+        "loss": float(metrics["loss"]),
+        "images": split.num_images,
+        "crops": args.crops,
+        "k_crops": k,
+    }
 
 
 if __name__ == "__main__":

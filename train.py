@@ -3,6 +3,7 @@ TensorBoard summaries in --log-dir.
 
     python train.py -scratch --sample
 """
+
 import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
@@ -23,10 +24,22 @@ import training
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("-scratch", "--scratch", dest="mode", action="store_const", const="scratch",
-                      help="start a new run in --ckpt-dir")
-    mode.add_argument("-resume", "--resume", dest="mode", action="store_const", const="resume",
-                      help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings")
+    mode.add_argument(
+        "-scratch",
+        "--scratch",
+        dest="mode",
+        action="store_const",
+        const="scratch",
+        help="start a new run in --ckpt-dir",
+    )
+    mode.add_argument(
+        "-resume",
+        "--resume",
+        dest="mode",
+        action="store_const",
+        const="resume",
+        help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings",
+    )
     run_settings.add_arguments(parser)
     return parser
 
@@ -37,8 +50,10 @@ def main(args):
     strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
     saved = run_folder.load_config(args.ckpt_dir) if args.mode == "resume" else None
     settings = run_settings.resolve(args, saved=saved, replicas=strategy.num_replicas_in_sync)
-    print(f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
-          + ("" if strategy.extended.should_checkpoint else "; the chief writes the run"))
+    print(
+        f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
+        + ("" if strategy.extended.should_checkpoint else "; the chief writes the run")
+    )
     data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     if saved is not None:
@@ -48,31 +63,57 @@ def main(args):
     if settings.mode == "scratch" and strategy.extended.should_checkpoint:
         refuse_to_overwrite(settings)
         os.makedirs(settings.ckpt_dir, exist_ok=True)
-    with run_folder.worker_folders(settings.ckpt_dir, settings.log_dir, strategy) as (ckpt_dir, log_dir), \
-            run_folder.lock(ckpt_dir):
-        config = distribute.from_chief(strategy, lambda: run_config(settings, saved=saved, synsets=synsets,
-                                                                     data_dir=data_dir, train_split=train_split,
-                                                                     val_split=val_split))
-        train_split, val_split = readable(train_split, data_dir, config["unreadable"]["train"]), \
-            readable(val_split, data_dir, config["unreadable"]["val"])
+    with (
+        run_folder.worker_folders(settings.ckpt_dir, settings.log_dir, strategy) as (ckpt_dir, log_dir),
+        run_folder.lock(ckpt_dir),
+    ):
+        config = distribute.from_chief(
+            strategy,
+            lambda: run_config(
+                settings, saved=saved, synsets=synsets, data_dir=data_dir, train_split=train_split, val_split=val_split
+            ),
+        )
+        train_split, val_split = (
+            readable(train_split, data_dir, config["unreadable"]["train"]),
+            readable(val_split, data_dir, config["unreadable"]["val"]),
+        )
         model, plateau, checkpoint = training.build_training(
-            config, jit_compile=settings.xla, strategy=strategy,
-            steps_per_execution=training.steps_per_execution(config["settings"]))
-        manager = start_saving(settings, config, model=model, checkpoint=checkpoint, ckpt_dir=ckpt_dir,
-                               chief=strategy.extended.should_checkpoint)
+            config,
+            jit_compile=settings.xla,
+            strategy=strategy,
+            steps_per_execution=training.steps_per_execution(config["settings"]),
+        )
+        manager = start_saving(
+            settings,
+            config,
+            model=model,
+            checkpoint=checkpoint,
+            ckpt_dir=ckpt_dir,
+            chief=strategy.extended.should_checkpoint,
+        )
         if settings.mode == "resume":
             restore(settings, checkpoint, model)
             run_folder.save_config(ckpt_dir, config)
-        training.fit(model, config=config, plateau=plateau, manager=manager, train_split=train_split,
-                     val_split=val_split, log_dir=log_dir, strategy=strategy)
+        training.fit(
+            model,
+            config=config,
+            plateau=plateau,
+            manager=manager,
+            train_split=train_split,
+            val_split=val_split,
+            log_dir=log_dir,
+            strategy=strategy,
+        )
 
 
 def refuse_to_overwrite(settings):
     """-scratch into a folder that holds a run needs --overwrite; the old run is removed only when the new one is
     about to write its first file (start_saving)."""
     if run_folder.run_files(settings.ckpt_dir) and not settings.overwrite:
-        raise errors.CheckpointError(f"{settings.ckpt_dir} already holds a run: continue it with -resume, "
-                                     "or pass --overwrite to start again, or choose another --ckpt-dir")
+        raise errors.CheckpointError(
+            f"{settings.ckpt_dir} already holds a run: continue it with -resume, "
+            "or pass --overwrite to start again, or choose another --ckpt-dir"
+        )
 
 
 def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
@@ -82,8 +123,10 @@ def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
     if saved is not None:
         config = {**saved, "settings": settings.run_settings()}
         if config["layout"] != train_split.layout:
-            print(f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images "
-                  "and labels in another order, so the epoch it resumes in may repeat or skip some images")
+            print(
+                f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images "
+                "and labels in another order, so the epoch it resumes in may repeat or skip some images"
+            )
             config.update(layout=train_split.layout, unreadable=unreadable_images(data_dir, train_split, val_split))
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
@@ -93,27 +136,35 @@ def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
         raise errors.DataError(
             f"{len(unreadable['train'])} of {train_split.num_images} training images are unreadable, more than the "
             f"{max_bad} allowed (--max-bad-images), e.g. {os.path.join(data_dir, unreadable['train'][0])}: check "
-            "the dataset's extraction")
-    steps_per_epoch = settings.steps_per_epoch or training.epoch_steps(num_images, settings.batch_size,
-                                                                       settings.save_every)
+            "the dataset's extraction"
+        )
+    steps_per_epoch = settings.steps_per_epoch or training.epoch_steps(
+        num_images, settings.batch_size, settings.save_every
+    )
     if steps_per_epoch < 1:
-        raise errors.DataError(f"{num_images} training images make no batch of {settings.batch_size}: "
-                               "lower --batch-size")
+        raise errors.DataError(
+            f"{num_images} training images make no batch of {settings.batch_size}: lower --batch-size"
+        )
     print(f"Computing the training set's mean on up to {input_pipeline.MEAN_MAX_IMAGES} images ...")
-    mean = input_pipeline.compute_mean(readable(train_split, data_dir, unreadable["train"], quiet=True),
-                                       seed=settings.seed)
-    return {"architecture": {"num_classes": len(synsets), "groups": settings.groups, "dropout": settings.dropout},
-            "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
-            "mean": mean,
-            "layout": train_split.layout,
-            "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
-            "unreadable": unreadable}
+    mean = input_pipeline.compute_mean(
+        readable(train_split, data_dir, unreadable["train"], quiet=True), seed=settings.seed
+    )
+    return {
+        "architecture": {"num_classes": len(synsets), "groups": settings.groups, "dropout": settings.dropout},
+        "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
+        "mean": mean,
+        "layout": train_split.layout,
+        "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
+        "unreadable": unreadable,
+    }
 
 
 def unreadable_images(data_dir, train_split, val_split):
     """The training and validation images that do not decode, as paths relative to `data_dir`."""
-    return {part: [os.path.relpath(path, data_dir) for path in input_pipeline.find_unreadable(split, f"{part} images")]
-            for part, split in (("train", train_split), ("val", val_split))}
+    return {
+        part: [os.path.relpath(path, data_dir) for path in input_pipeline.find_unreadable(split, f"{part} images")]
+        for part, split in (("train", train_split), ("val", val_split))
+    }
 
 
 def readable(split, data_dir, unreadable, quiet=False):
@@ -126,10 +177,13 @@ def start_saving(settings, config, *, model, checkpoint, ckpt_dir, chief):
     stale = run_folder.run_files(ckpt_dir) if settings.mode == "scratch" else run_folder.unfinished_saves(ckpt_dir)
     state = None if settings.mode == "scratch" else tf.train.get_checkpoint_state(ckpt_dir)
     run_folder.check_free_space(
-        ckpt_dir, size=run_folder.checkpoint_bytes(model),
+        ckpt_dir,
+        size=run_folder.checkpoint_bytes(model),
         kept=run_folder.KEEP_CHECKPOINTS if chief else 1,
-        saved=len(state.all_model_checkpoint_paths) if state else 0, reclaimable=run_folder.size_on_disk(stale),
-        elsewhere="choose another --ckpt-dir" if chief else "set TMPDIR to a larger disk on this worker")
+        saved=len(state.all_model_checkpoint_paths) if state else 0,
+        reclaimable=run_folder.size_on_disk(stale),
+        elsewhere="choose another --ckpt-dir" if chief else "set TMPDIR to a larger disk on this worker",
+    )
     run_folder.remove(stale)
     if settings.mode == "scratch":
         run_folder.save_config(ckpt_dir, config)

@@ -4,6 +4,7 @@ the compiled model and everything a resume restores, and `fit` from a saved step
 train.py is the command line around it; benchmarks/bench.py and the tests build the same model with
 `build_training`.
 """
+
 import math
 import time
 
@@ -69,8 +70,11 @@ class PlateauSchedule(keras.callbacks.Callback):
     def __init__(self, patience=PLATEAU_PATIENCE, factor=LR_DROP_FACTOR, max_drops=LR_MAX_DROPS):
         super().__init__()
         self.patience, self.factor, self.max_drops = patience, factor, max_drops
-        self.state = tf.train.Checkpoint(best=tf.Variable(np.inf, dtype=tf.float64),
-                                         wait=tf.Variable(0, dtype=tf.int64), drops=tf.Variable(0, dtype=tf.int64))
+        self.state = tf.train.Checkpoint(
+            best=tf.Variable(np.inf, dtype=tf.float64),
+            wait=tf.Variable(0, dtype=tf.int64),
+            drops=tf.Variable(0, dtype=tf.int64),
+        )
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.state
@@ -84,8 +88,9 @@ class PlateauSchedule(keras.callbacks.Callback):
             lr.assign(value_of(lr) * self.factor)
             state.drops.assign_add(1)
             state.wait.assign(0)
-            print(f"\nValidation loss has not improved for {self.patience} epochs: "
-                  f"learning rate now {value_of(lr):.2e}")
+            print(
+                f"\nValidation loss has not improved for {self.patience} epochs: learning rate now {value_of(lr):.2e}"
+            )
 
 
 class ThroughputLogs(keras.callbacks.Callback):
@@ -155,17 +160,26 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     alexnet.set_precision(settings["precision"])
     with strategy.scope():
         model = alexnet.alexnet(**config["architecture"])
-        model.compile(optimizer=PaperSGD(learning_rate=settings["lr"], momentum=settings["momentum"],
-                                         coupled_weight_decay=settings["weight_decay"]),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                      metrics=[keras.metrics.SparseCategoricalAccuracy(name="top1"),
-                               keras.metrics.SparseTopKCategoricalAccuracy(k=TOP_K, name=f"top{TOP_K}")],
-                      jit_compile=jit_compile, steps_per_execution=steps_per_execution)
+        model.compile(
+            optimizer=PaperSGD(
+                learning_rate=settings["lr"],
+                momentum=settings["momentum"],
+                coupled_weight_decay=settings["weight_decay"],
+            ),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[
+                keras.metrics.SparseCategoricalAccuracy(name="top1"),
+                keras.metrics.SparseTopKCategoricalAccuracy(k=TOP_K, name=f"top{TOP_K}"),
+            ],
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+        )
         model.optimizer.build(model.trainable_variables)
         plateau = PlateauSchedule()
         dropout_rng = [layer.seed_generator.state for layer in model.layers if hasattr(layer, "seed_generator")]
-        checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, plateau=plateau.state,
-                                         dropout_rng=dropout_rng)
+        checkpoint = tf.train.Checkpoint(
+            model=model, optimizer=model.optimizer, plateau=plateau.state, dropout_rng=dropout_rng
+        )
     if distribute.is_multi_worker(strategy):
         distribute.mend_keras_build(model)
     return model, plateau, checkpoint
@@ -174,8 +188,12 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
 def callbacks(*, config, plateau, manager, log_dir):
     """train.py's callbacks, in order: the plateau rule before the epoch's checkpoint, which must save its memory."""
     settings = config["settings"]
-    return [plateau, ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
-            run_folder.Checkpointer(manager, save_every=settings["save_every"]), EpochTensorBoard(log_dir)]
+    return [
+        plateau,
+        ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
+        run_folder.Checkpointer(manager, save_every=settings["save_every"]),
+        EpochTensorBoard(log_dir),
+    ]
 
 
 def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, strategy):
@@ -187,14 +205,32 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     if epoch >= epochs:
         print(f"The run has done its {epochs} epochs: pass a larger --epochs to -resume to train on")
         return
-    print(f"Training on {train_split.num_images} images, validating on {val_split.num_images}: "
-          f"epochs {epoch + 1}..{epochs} of {steps_per_epoch} steps x {batch_size} images, " + ", ".join(
-              f"{name} {settings[name]}" for name in ("lr", "momentum", "weight_decay", "dropout", "augment",
-                                                      "groups", "seed", "deterministic", "precision", "save_every")))
+    print(
+        f"Training on {train_split.num_images} images, validating on {val_split.num_images}: "
+        f"epochs {epoch + 1}..{epochs} of {steps_per_epoch} steps x {batch_size} images, "
+        + ", ".join(
+            f"{name} {settings[name]}"
+            for name in (
+                "lr",
+                "momentum",
+                "weight_decay",
+                "dropout",
+                "augment",
+                "groups",
+                "seed",
+                "deterministic",
+                "precision",
+                "save_every",
+            )
+        )
+    )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    val = input_pipeline.eval_dataset(val_split, mean=config["mean"], batch_size=batch_size).map(
-        lambda crops, label: (crops[:, 0], label)).with_options(options)
+    val = (
+        input_pipeline.eval_dataset(val_split, mean=config["mean"], batch_size=batch_size)
+        .map(lambda crops, label: (crops[:, 0], label))
+        .with_options(options)
+    )
     epoch_callbacks = callbacks(config=config, plateau=plateau, manager=manager, log_dir=log_dir)
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
     for first, last, skip in phases:
@@ -202,14 +238,33 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
             continue
         train = strategy.distribute_datasets_from_function(
             lambda context, first=first, last=last, skip=skip: input_pipeline.train_dataset(
-                train_split, mean=config["mean"], batch_size=batch_size, steps_per_epoch=steps_per_epoch,
-                first_epoch=first, epochs=last, augment=settings["augment"], seed=settings["seed"],
-                skip_batches=skip, pipeline=context.input_pipeline_id, pipelines=context.num_input_pipelines,
+                train_split,
+                mean=config["mean"],
+                batch_size=batch_size,
+                steps_per_epoch=steps_per_epoch,
+                first_epoch=first,
+                epochs=last,
+                augment=settings["augment"],
+                seed=settings["seed"],
+                skip_batches=skip,
+                pipeline=context.input_pipeline_id,
+                pipelines=context.num_input_pipelines,
                 replica_batch_size=context.get_per_replica_batch_size(batch_size),
-                deterministic=settings["deterministic"]))
+                deterministic=settings["deterministic"],
+            )
+        )
         try:
-            model.fit(train, initial_epoch=first, epochs=last, steps_per_epoch=steps_per_epoch - skip,
-                      validation_data=val, callbacks=epoch_callbacks, shuffle=False)
+            model.fit(
+                train,
+                initial_epoch=first,
+                epochs=last,
+                steps_per_epoch=steps_per_epoch - skip,
+                validation_data=val,
+                callbacks=epoch_callbacks,
+                shuffle=False,
+            )
         except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
-            raise RunError(f"a worker of the cluster stopped or cannot be reached ({type(error).__name__}): start "
-                           "all workers again with -resume") from None
+            raise RunError(
+                f"a worker of the cluster stopped or cannot be reached ({type(error).__name__}): start "
+                "all workers again with -resume"
+            ) from None

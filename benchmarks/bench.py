@@ -4,6 +4,7 @@ bf16 against dense matmuls measured alongside, and train.py end to end.
 
     python benchmarks/bench.py --json bench.json
 """
+
 import argparse
 import json
 import os
@@ -42,15 +43,25 @@ MATMUL_REPEATS = 10
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
 END_TO_END_STEPS = 6  # steps in each of train.py's two epochs; the second one is timed
 
-QUICK = {"IMAGES": 24, "PIPELINE_BATCH": 8, "TRAIN_BATCH": 8, "TRAIN_STEPS": 1, "MATMUL_SIZE": 512,
-         "MATMUL_REPEATS": 2, "END_TO_END_STEPS": 2, "REPEATS": 1, "OVERHEAD_STEPS": 100,
-         "PIPELINE_EPOCHS": 1}
+QUICK = {
+    "IMAGES": 24,
+    "PIPELINE_BATCH": 8,
+    "TRAIN_BATCH": 8,
+    "TRAIN_STEPS": 1,
+    "MATMUL_SIZE": 512,
+    "MATMUL_REPEATS": 2,
+    "END_TO_END_STEPS": 2,
+    "REPEATS": 1,
+    "OVERHEAD_STEPS": 100,
+    "PIPELINE_EPOCHS": 1,
+}
 PREPARED_TRAIN_SHARDS = 8
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that every figure is produced")
     parser.add_argument("--work-dir", help="where the generated JPEGs go (default: a temporary folder)")
@@ -92,8 +103,10 @@ def photo_like(label, num_classes, rng):
     pixels = 128 + 40 * np.cos(2 * np.pi * (label / num_classes + np.array([0, 1 / 3, 2 / 3])))
     for cells, amplitude in ((3, 50), (12, 25), (48, 15), (160, 16)):
         grid = rng.normal(0, amplitude, (cells, cells, 3)).astype(np.float32)
-        pixels = pixels + np.stack([np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC))
-                                    for c in range(3)], axis=-1)
+        pixels = pixels + np.stack(
+            [np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC)) for c in range(3)],
+            axis=-1,
+        )
     pixels = pixels + rng.normal(0, 8, pixels.shape)
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     return image.convert("L") if rng.random() < GRAYSCALE_FRACTION else image
@@ -105,8 +118,16 @@ def photo_like(label, num_classes, rng):
 def run_pinned_to_one_core(args, data_dir):
     """The pipeline figures, measured in a child process that may use one core only, so that they are per core."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        command = [sys.executable, os.path.abspath(__file__), "--part", "pipeline", "--work-dir", data_dir,
-                   "--json", out.name] + (["--quick"] if args.quick else [])
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--part",
+            "pipeline",
+            "--work-dir",
+            data_dir,
+            "--json",
+            out.name,
+        ] + (["--quick"] if args.quick else [])
         subprocess.run(command, check=True, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
         return json.load(open(out.name))
 
@@ -118,11 +139,26 @@ def measure_pipelines(data_dir, sizes):
     mean = [120.0, 115.0, 105.0]
     batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
     steps = split.num_images // batch
-    train, train_prepared = (input_pipeline.train_dataset(data, mean=mean, batch_size=batch, steps_per_epoch=steps,
-                                                          first_epoch=0, epochs=epochs, augment="paper",
-                                                          deterministic=False) for data in (split, prepared))
-    evaluation = input_pipeline.eval_dataset(data_reader.Split(split.paths * epochs, split.labels * epochs, None),
-                                             mean=mean, batch_size=batch, crops="random", k_crops=5)
+    train, train_prepared = (
+        input_pipeline.train_dataset(
+            data,
+            mean=mean,
+            batch_size=batch,
+            steps_per_epoch=steps,
+            first_epoch=0,
+            epochs=epochs,
+            augment="paper",
+            deterministic=False,
+        )
+        for data in (split, prepared)
+    )
+    evaluation = input_pipeline.eval_dataset(
+        data_reader.Split(split.paths * epochs, split.labels * epochs, None),
+        mean=mean,
+        batch_size=batch,
+        crops="random",
+        k_crops=5,
+    )
     rng = np.random.default_rng(0)
     results = {
         "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
@@ -131,8 +167,9 @@ def measure_pipelines(data_dir, sizes):
         "pil_img_s_per_core": best_rate(lambda: pil_reference(split.paths * epochs, mean, batch, rng), repeats),
     }
     results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
-    results["pipeline_speedup_vs_pil_prepared"] = (results["pipeline_prepared_img_s_per_core"]
-                                                   / results["pil_img_s_per_core"])
+    results["pipeline_speedup_vs_pil_prepared"] = (
+        results["pipeline_prepared_img_s_per_core"] / results["pil_img_s_per_core"]
+    )
     return results
 
 
@@ -155,16 +192,18 @@ def pil_reference(paths, mean, batch, rng):
     """The same work as the training pipeline with augment=flip, the way a plain PIL+numpy loader does it."""
     for first in range(0, len(paths) - batch + 1, batch):
         crops = []
-        for path in paths[first:first + batch]:
+        for path in paths[first : first + batch]:
             with Image.open(path) as image:
                 image = image.convert("RGB")
                 scale = preprocessing.RESIZE_SHORTER / min(image.size)
-                image = image.resize((max(256, round(image.width * scale)), max(256, round(image.height * scale))),
-                                     Image.BILINEAR)
+                image = image.resize(
+                    (max(256, round(image.width * scale)), max(256, round(image.height * scale))), Image.BILINEAR
+                )
             left = rng.integers(0, image.width - preprocessing.CROP_SIZE + 1)
             top = rng.integers(0, image.height - preprocessing.CROP_SIZE + 1)
-            crop = np.asarray(image.crop((left, top, left + preprocessing.CROP_SIZE, top + preprocessing.CROP_SIZE)),
-                              np.float32)
+            crop = np.asarray(
+                image.crop((left, top, left + preprocessing.CROP_SIZE, top + preprocessing.CROP_SIZE)), np.float32
+            )
             crops.append((crop[:, ::-1] if rng.random() < 0.5 else crop) - mean)
         np.stack(crops)
     return len(paths) // batch * batch
@@ -185,7 +224,8 @@ def measure_training(sizes):
         results[f"train_{key}_img_s"] = training_step_rate(tf, training, precision, sizes)
         results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf, tf.float32 if key == "fp32" else tf.bfloat16, sizes)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
-            results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"])
+            results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"]
+        )
     alexnet.set_precision("float32")
     results["bf16_speedup_over_fp32"] = results["train_bf16_img_s"] / results["train_fp32_img_s"]
     results["step_overhead_ms"] = step_overhead_ms(tf, training, sizes)
@@ -195,9 +235,18 @@ def measure_training(sizes):
 def training_step_rate(tf, training, precision, sizes):
     """Images/s of train.py's compiled training step at TRAIN_BATCH, on synthetic tensors."""
     batch = sizes["TRAIN_BATCH"]
-    config = {"architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
-              "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "deterministic": False,
-                           "precision": precision, "batch_size": batch}}
+    config = {
+        "architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
+        "settings": {
+            "seed": 0,
+            "lr": 0.01,
+            "momentum": 0.9,
+            "weight_decay": 5e-4,
+            "deterministic": False,
+            "precision": precision,
+            "batch_size": batch,
+        },
+    }
     model, _, _ = training.build_training(config)
     images = tf.random.normal((batch, 224, 224, 3), stddev=50)
     labels = tf.random.uniform((batch,), 0, 1000, tf.int32)
@@ -223,20 +272,26 @@ def step_overhead_ms(tf, training, sizes):
     import run_folder
 
     steps = sizes["OVERHEAD_STEPS"]
-    config = {"settings": {"batch_size": 2, "save_every": 10 ** 9 * training.STEPS_PER_EXECUTION},
-              "unreadable": {"train": []}}
+    config = {
+        "settings": {"batch_size": 2, "save_every": 10**9 * training.STEPS_PER_EXECUTION},
+        "unreadable": {"train": []},
+    }
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
-    model.compile(optimizer=training.PaperSGD(learning_rate=0.01), metrics=["accuracy"],
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  steps_per_execution=training.STEPS_PER_EXECUTION)
+    model.compile(
+        optimizer=training.PaperSGD(learning_rate=0.01),
+        metrics=["accuracy"],
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=training.STEPS_PER_EXECUTION,
+    )
     data = tf.data.Dataset.from_tensors((tf.zeros((2, 8)), tf.zeros((2,), tf.int32))).repeat()
     checkpoint = tf.train.Checkpoint(model=model)
 
     def fit_seconds(count):
         with tempfile.TemporaryDirectory() as folder, contextlib.redirect_stdout(io.StringIO()):
             manager = run_folder.checkpoint_manager(checkpoint, folder)
-            callbacks = training.callbacks(config=config, plateau=keras.callbacks.Callback(), manager=manager,
-                                           log_dir=os.path.join(folder, "logs"))
+            callbacks = training.callbacks(
+                config=config, plateau=keras.callbacks.Callback(), manager=manager, log_dir=os.path.join(folder, "logs")
+            )
             start = time.perf_counter()
             model.fit(data, epochs=1, steps_per_epoch=count, callbacks=callbacks, verbose=1)
             return time.perf_counter() - start
@@ -282,7 +337,7 @@ def matmul_gflops(tf, dtype, sizes):
 
     def multiply():
         matmul(a, b).numpy()
-        return 2 * n ** 3
+        return 2 * n**3
 
     multiply()
     return best_rate(multiply, sizes["MATMUL_REPEATS"]) / 1e9
@@ -291,13 +346,30 @@ def matmul_gflops(tf, dtype, sizes):
 def measure_end_to_end(data_dir, scratch, sizes):
     """Training images/s of train.py's second epoch (its validation pass excluded, and timed apart), fed by the
     real pipeline from the generated JPEG folder."""
-    command = [sys.executable, os.path.join(ROOT, "train.py"), "-scratch", "--data-dir", data_dir,
-               "--ckpt-dir", os.path.join(scratch, "ckpt"), "--log-dir", os.path.join(scratch, "logs"),
-               "--epochs", "2", "--steps-per-epoch", str(sizes["END_TO_END_STEPS"]),
-               "--batch-size", str(sizes["PIPELINE_BATCH"]), "--save-every", str(10 ** 9)]
+    command = [
+        sys.executable,
+        os.path.join(ROOT, "train.py"),
+        "-scratch",
+        "--data-dir",
+        data_dir,
+        "--ckpt-dir",
+        os.path.join(scratch, "ckpt"),
+        "--log-dir",
+        os.path.join(scratch, "logs"),
+        "--epochs",
+        "2",
+        "--steps-per-epoch",
+        str(sizes["END_TO_END_STEPS"]),
+        "--batch-size",
+        str(sizes["PIPELINE_BATCH"]),
+        "--save-every",
+        str(10**9),
+    ]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return {"end_to_end_img_s": float(re.findall(r"images_per_second: ([\d.]+)", out)[-1]),
-            "end_to_end_validation_seconds": float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])}
+    return {
+        "end_to_end_img_s": float(re.findall(r"images_per_second: ([\d.]+)", out)[-1]),
+        "end_to_end_validation_seconds": float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1]),
+    }
 
 
 def cpu_name():

@@ -1,16 +1,23 @@
 """Shared fixtures and helpers: a tiny dataset in the ILSVRC2012 layout and its prepared shards, a runner for the
 scripts that checks their one-line errors, and the config of a training run."""
+
 import os
+import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
+import data_reader
 import sample_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The scripts run as a user runs them: TensorFlow's start-up logs left to startup.py
 SCRIPT_ENV = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+DECODABLE = ("gray", "cmyk", "png", "gif", "bmp")
+UNREADABLE = ("truncated", "empty", "text", "bomb")
 
 
 @pytest.fixture(scope="session")
@@ -38,8 +45,9 @@ def script_command(script, *args):
 
 def run_script(script, *args, cwd=ROOT, env=None):
     """Runs one of the project's scripts as a user would; returns the CompletedProcess (text, not checked)."""
-    return subprocess.run(script_command(script, *args), cwd=cwd, env=env or SCRIPT_ENV, capture_output=True,
-                          text=True, timeout=900)
+    return subprocess.run(
+        script_command(script, *args), cwd=cwd, env=env or SCRIPT_ENV, capture_output=True, text=True, timeout=900
+    )
 
 
 def expect_one_line_error(result):
@@ -58,9 +66,87 @@ def one_line_error():
 @pytest.fixture
 def training_config():
     """A factory of training configs as train.py writes them, for build_training: small, float32 unless asked."""
+
     def config(num_classes=3, **settings):
-        return {"architecture": {"num_classes": num_classes, "groups": 1, "dropout": 0.5},
-                "settings": {"seed": 0, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "steps_per_epoch": 4,
-                             "batch_size": 2, "deterministic": False, "precision": "float32", **settings}}
+        return {
+            "architecture": {"num_classes": num_classes, "groups": 1, "dropout": 0.5},
+            "settings": {
+                "seed": 0,
+                "lr": 0.01,
+                "momentum": 0.9,
+                "weight_decay": 5e-4,
+                "steps_per_epoch": 4,
+                "batch_size": 2,
+                "deterministic": False,
+                "precision": "float32",
+                **settings,
+            },
+        }
 
     return config
+
+
+def write_image_kinds(folder, prefix):
+    """One file of every kind the ILSVRC2012 training set is known to hold, all named .JPEG."""
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (300, 400, 3), dtype=np.uint8))
+    photo.convert("L").save(folder / f"{prefix}_gray.JPEG")
+    photo.convert("CMYK").save(folder / f"{prefix}_cmyk.JPEG")
+    for kind in ("png", "gif", "bmp"):
+        photo.save(folder / f"{prefix}_{kind}.JPEG", format=kind.upper())
+    photo.save(folder / "whole.jpg")
+    data = (folder / "whole.jpg").read_bytes()
+    os.remove(folder / "whole.jpg")
+    (folder / f"{prefix}_truncated.JPEG").write_bytes(data[: len(data) // 2])
+    (folder / f"{prefix}_empty.JPEG").write_bytes(b"")
+    (folder / f"{prefix}_text.JPEG").write_text("<html>not an image</html>")
+    write_gif_bomb(folder / f"{prefix}_bomb.JPEG")
+
+
+def write_gif_bomb(path):
+    """A GIF whose header declares 65535 x 65535 pixels (4.3 gigapixels, 12.9 GB as RGB): a decompression bomb."""
+    Image.new("RGB", (1, 1)).save(path, format="GIF")
+    data = bytearray(path.read_bytes())
+    data[6:10] = b"\xff\xff\xff\xff"  # the logical screen's width and height
+    path.write_bytes(bytes(data))
+
+
+@pytest.fixture
+def bad_data(tiny_data, tmp_path):
+    """The tiny sample with every image kind added to the first class, a truncated validation image (3) and a
+    decompression bomb (5)."""
+    data = tmp_path / "ILSVRC2012"
+    shutil.copytree(tiny_data, data)
+    write_image_kinds(data / data_reader.TRAIN_DIR / sample_dataset.LEAVES[0][0], "n09193705_bad")
+    val = data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(3)
+    val.write_bytes(val.read_bytes()[:300])
+    write_gif_bomb(data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(5))
+    return data
+
+
+@pytest.fixture
+def one_step_run(tiny_data, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    result = run_script(
+        "train.py",
+        "-scratch",
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        ckpt,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--steps-per-epoch",
+        1,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    return ckpt
+
+
+def devkit_copy(tiny_data, tmp_path):
+    data = tmp_path / "ILSVRC2012"
+    shutil.copytree(tiny_data, data)
+    return data

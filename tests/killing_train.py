@@ -1,9 +1,10 @@
 """train.py, killed with SIGKILL by itself at a moment the test chooses by step, the same on any hardware:
 
-    KILL_AT=before-step:4 python tests/killing_train.py -scratch ...   killed when step 3 is done, before step 4 runs
-    KILL_AT=saving:6 python tests/killing_train.py -resume ...        killed in the middle of saving checkpoint 6:
-                                                                      its files written, the index not yet naming it
+KILL_AT=before-step:4 python tests/killing_train.py -scratch ...   killed when step 3 is done, before step 4 runs
+KILL_AT=saving:6 python tests/killing_train.py -resume ...        killed in the middle of saving checkpoint 6:
+                                                                  its files written, the index not yet naming it
 """
+
 import os
 import runpy
 import signal

@@ -15,7 +15,15 @@ def test_parameter_counts_of_both_variants():
 def test_shapes_and_layer_names():
     model = alexnet.alexnet(num_classes=7)
     assert [layer.name for layer in model.layers if layer.name.startswith(("conv", "fc"))] == [
-        "conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
+        "conv1",
+        "conv2",
+        "conv3",
+        "conv4",
+        "conv5",
+        "fc6",
+        "fc7",
+        "fc8",
+    ]
     assert model.get_layer("conv1").output.shape[1:] == (55, 55, 96)
     assert model.get_layer("pool5").output.shape[1:] == (6, 6, 256)
     logits = model(np.zeros((2, 224, 224, 3), np.float32))
@@ -43,8 +51,8 @@ def test_initialisation_follows_the_paper():
 
 def test_lrn_is_the_papers_formula():
     a = np.random.default_rng(0).normal(0, 30, (1, 3, 3, 8)).astype(np.float32)
-    padded = np.pad(a ** 2, [(0, 0), (0, 0), (0, 0), (2, 2)])
-    sums = sum(padded[..., i:i + 8] for i in range(5))
+    padded = np.pad(a**2, [(0, 0), (0, 0), (0, 0), (2, 2)])
+    sums = sum(padded[..., i : i + 8] for i in range(5))
     expected = a / (2 + 1e-4 * sums) ** 0.75
     np.testing.assert_allclose(alexnet.LocalResponseNormalization()(a), expected, rtol=1e-5)
 

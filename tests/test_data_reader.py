@@ -11,8 +11,13 @@ import sample_dataset
 
 
 # Leaf IDs deliberately not in sorted-WNID order, internal synsets interleaved, rows not in ID order.
-DEVKIT_ROWS = [(4, "n00000001", "internal a", (2, 3)), (3, "n01000000", "zebra", ()),
-               (1, "n03000000", "kit fox", ()), (5, "n00000002", "internal b", (1,)), (2, "n02000000", "alp", ())]
+DEVKIT_ROWS = [
+    (4, "n00000001", "internal a", (2, 3)),
+    (3, "n01000000", "zebra", ()),
+    (1, "n03000000", "kit fox", ()),
+    (5, "n00000002", "internal b", (1,)),
+    (2, "n02000000", "alp", ()),
+]
 
 
 @pytest.fixture
@@ -28,14 +33,23 @@ def devkit(tmp_path):
 def test_load_synsets_gives_leaves_in_id_order(devkit):
     synsets = data_reader.load_synsets(str(devkit / "data" / "meta.mat"))
     assert [(s.ilsvrc_id, s.wnid, s.words) for s in synsets] == [
-        (1, "n03000000", "kit fox"), (2, "n02000000", "alp"), (3, "n01000000", "zebra")]
+        (1, "n03000000", "kit fox"),
+        (2, "n02000000", "alp"),
+        (3, "n01000000", "zebra"),
+    ]
 
 
 def test_list_train_labels_are_ids_minus_one(devkit):
     synsets = data_reader.load_synsets(str(devkit / "data" / "meta.mat"))
     paths, labels = data_reader.list_train(str(devkit), synsets)
     assert [(os.path.basename(os.path.dirname(p)), label) for p, label in zip(paths, labels)] == [
-        ("n03000000", 0), ("n03000000", 0), ("n02000000", 1), ("n01000000", 2), ("n01000000", 2), ("n01000000", 2)]
+        ("n03000000", 0),
+        ("n03000000", 0),
+        ("n02000000", 1),
+        ("n01000000", 2),
+        ("n01000000", 2),
+        ("n01000000", 2),
+    ]
 
 
 def test_list_val_reads_the_ground_truth_in_file_name_order(devkit):
@@ -59,8 +73,9 @@ def test_split_val_folder_gives_the_same_labels_as_the_flat_one(tiny_data, tmp_p
         shutil.copy(path, split_dir / data_reader.VAL_DIR / synsets[label].wnid)
     os.remove(split_dir / data_reader.GROUND_TRUTH)  # valprep.sh's layout needs no ground-truth file
     split = data_reader.list_val(str(split_dir), synsets)
-    assert sorted(zip(map(os.path.basename, flat[0]), flat[1])) == sorted(zip(map(os.path.basename, split[0]),
-                                                                              split[1]))
+    assert sorted(zip(map(os.path.basename, flat[0]), flat[1])) == sorted(
+        zip(map(os.path.basename, split[0]), split[1])
+    )
 
 
 def test_ground_truth_of_another_length_is_refused(tiny_data, tmp_path):
@@ -83,8 +98,16 @@ def test_missing_files_are_named_with_their_fix(tmp_path):
 
 def test_sample_is_in_the_ilsvrc_layout(tiny_data):
     meta = scipy.io.loadmat(os.path.join(tiny_data, data_reader.META_MAT), squeeze_me=True)["synsets"]
-    assert set(meta.dtype.names) == {"ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children",
-                                     "wordnet_height", "num_train_images"}
+    assert set(meta.dtype.names) == {
+        "ILSVRC2012_ID",
+        "WNID",
+        "words",
+        "gloss",
+        "num_children",
+        "children",
+        "wordnet_height",
+        "num_train_images",
+    }
     assert sum(int(n) > 0 for n in meta["num_children"]) == len(sample_dataset.INTERNAL)
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
     assert [s.wnid for s in synsets] != sorted(s.wnid for s in synsets)

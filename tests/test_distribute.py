@@ -1,5 +1,6 @@
 """tf.distribute on this CPU: MirroredStrategy over logical CPU devices trains like one device; two workers of a
 localhost cluster train, save once and resume, removing what a killed worker left."""
+
 import glob
 import json
 import os
@@ -20,12 +21,38 @@ from conftest import SCRIPT_ENV, run_script, script_command
 
 @pytest.mark.slow
 def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
-    settings = ("--epochs", 1, "--steps-per-epoch", 3, "--batch-size", 8, "--dropout", 0, "--augment", "none",
-                "--precision", "float32", "--deterministic", "--data-dir", tiny_data)
+    settings = (
+        "--epochs",
+        1,
+        "--steps-per-epoch",
+        3,
+        "--batch-size",
+        8,
+        "--dropout",
+        0,
+        "--augment",
+        "none",
+        "--precision",
+        "float32",
+        "--deterministic",
+        "--data-dir",
+        tiny_data,
+    )
     for strategy in ("default", "mirrored"):
-        result = run_script("train.py", "-scratch", "--strategy", strategy, "--cpu-replicas", 2, *settings,
-                            "--ckpt-dir", tmp_path / strategy, "--log-dir", tmp_path / f"{strategy}-logs",
-                            cwd=tmp_path)
+        result = run_script(
+            "train.py",
+            "-scratch",
+            "--strategy",
+            strategy,
+            "--cpu-replicas",
+            2,
+            *settings,
+            "--ckpt-dir",
+            tmp_path / strategy,
+            "--log-dir",
+            tmp_path / f"{strategy}-logs",
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
     single, _ = alexnet.load_trained(str(tmp_path / "default"))
     mirrored, _ = alexnet.load_trained(str(tmp_path / "mirrored"))
@@ -39,9 +66,23 @@ def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
 
 
 def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path, one_line_error):
-    error = one_line_error(run_script("train.py", "-scratch", "--strategy", "mirrored", "--cpu-replicas", 3,
-                                      "--batch-size", 8, "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "c",
-                                      cwd=tmp_path))
+    error = one_line_error(
+        run_script(
+            "train.py",
+            "-scratch",
+            "--strategy",
+            "mirrored",
+            "--cpu-replicas",
+            3,
+            "--batch-size",
+            8,
+            "--data-dir",
+            tiny_data,
+            "--ckpt-dir",
+            tmp_path / "c",
+            cwd=tmp_path,
+        )
+    )
     assert "does not split evenly across the 3 replicas" in error
 
 
@@ -61,10 +102,21 @@ def run_two_workers(*args, cwd, worker_tmp):
     cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
     workers = []
     for index in range(2):
-        env = {**SCRIPT_ENV, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-               "TMPDIR": str(worker_tmp if index else cwd)}
-        workers.append(subprocess.Popen(script_command("train.py", *args), cwd=cwd, env=env, text=True,
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        env = {
+            **SCRIPT_ENV,
+            "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            "TMPDIR": str(worker_tmp if index else cwd),
+        }
+        workers.append(
+            subprocess.Popen(
+                script_command("train.py", *args),
+                cwd=cwd,
+                env=env,
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+        )
     results = []
     for worker in workers:
         stdout, stderr = worker.communicate(timeout=600)
@@ -77,8 +129,20 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
     worker_tmp = tmp_path / "worker-tmp"
     worker_tmp.mkdir()
     ckpt = tmp_path / "ckpt"
-    common = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "logs", "--steps-per-epoch", 3,
-              "--batch-size", 8, "--precision", "float32")
+    common = (
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        ckpt,
+        "--log-dir",
+        tmp_path / "logs",
+        "--steps-per-epoch",
+        3,
+        "--batch-size",
+        8,
+        "--precision",
+        "float32",
+    )
     chief, worker = run_two_workers("-scratch", "--epochs", 1, *common, cwd=tmp_path, worker_tmp=worker_tmp)
     for returncode, stdout, stderr in (chief, worker):
         assert returncode == 0, stderr
@@ -90,8 +154,9 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
     left_by_a_killed_worker = worker_tmp / os.path.basename(run_folder.worker_scratch(str(ckpt), "worker", 1))
     (left_by_a_killed_worker / "ckpt").mkdir(parents=True)
 
-    for returncode, stdout, stderr in run_two_workers("-resume", "--epochs", 2, *common, cwd=tmp_path,
-                                                      worker_tmp=worker_tmp):
+    for returncode, stdout, stderr in run_two_workers(
+        "-resume", "--epochs", 2, *common, cwd=tmp_path, worker_tmp=worker_tmp
+    ):
         assert returncode == 0, stderr
         assert f"Resuming from {ckpt / 'ckpt-3'} at step 3 (epoch 2)" in stdout
     assert run_folder.latest_checkpoint(str(ckpt)).endswith("ckpt-6")
@@ -100,8 +165,9 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
 
 def resumed_settings(batch_size, replicas):
     args = train.get_args_parser().parse_args(["-resume"])
-    saved = {"settings": {**settings.RUN_DEFAULTS, "precision": "float32", "batch_size": batch_size,
-                          "steps_per_epoch": 10}}
+    saved = {
+        "settings": {**settings.RUN_DEFAULTS, "precision": "float32", "batch_size": batch_size, "steps_per_epoch": 10}
+    }
     return settings.resolve(args, saved=saved, replicas=replicas)
 
 
@@ -116,6 +182,7 @@ def test_a_keras_whose_internals_moved_fails_at_start_up(monkeypatch):
 
     assert distribute.keras_trainer_to_mend() is trainer
     monkeypatch.delattr(trainer, "reduce_per_replica")
-    with pytest.raises(errors.UsageError, match="no longer has what train.py mends .* install the versions of "
-                                                "requirements.txt"):
+    with pytest.raises(
+        errors.UsageError, match="no longer has what train.py mends .* install the versions of requirements.txt"
+    ):
         distribute.keras_trainer_to_mend()

@@ -1,4 +1,5 @@
 """The tf.data pipelines: batches, exact resume, workers' shares, the mean."""
+
 import itertools
 import os
 
@@ -17,9 +18,12 @@ TWO_EPOCHS = {"batch_size": 8, "steps_per_epoch": 5, "first_epoch": 0, "epochs":
 def test_training_batches_shapes_dtypes_and_mean(tiny_data):
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
     split = data_reader.read_split(tiny_data, synsets, "train")
-    batches = [input_pipeline.train_dataset(split, mean=mean, batch_size=8, steps_per_epoch=2, first_epoch=0, epochs=1,
-                                        augment="none")
-               for mean in ([0.0, 0.0, 0.0], [10.0, 20.0, 30.0])]
+    batches = [
+        input_pipeline.train_dataset(
+            split, mean=mean, batch_size=8, steps_per_epoch=2, first_epoch=0, epochs=1, augment="none"
+        )
+        for mean in ([0.0, 0.0, 0.0], [10.0, 20.0, 30.0])
+    ]
     for (plain, plain_labels), (centred, labels_) in zip(*batches):
         assert plain.shape == (8, 224, 224, 3) and plain.dtype == tf.float32
         assert plain_labels.dtype == tf.int32 and set(plain_labels.numpy()) <= set(range(10))
@@ -48,35 +52,47 @@ def test_a_resumed_stream_continues_the_uninterrupted_one(train_split):
 
 
 def test_input_pipelines_of_workers_read_every_image_once_an_epoch(train_split):
-    read = [element for pipeline in range(2)
-            for element in input_pipeline.train_elements(train_split, seed=1, pipeline=pipeline, pipelines=2,
-                                                         **TWO_EPOCHS)
-            .as_numpy_iterator()]
+    read = [
+        element
+        for pipeline in range(2)
+        for element in input_pipeline.train_elements(
+            train_split, seed=1, pipeline=pipeline, pipelines=2, **TWO_EPOCHS
+        ).as_numpy_iterator()
+    ]
     for epoch in (0, 1):
         images = [item for item, _, element_epoch, _ in read if element_epoch == epoch]
         positions = sorted(position for _, _, element_epoch, position in read if element_epoch == epoch)
         assert len(images) == len(set(images)) == train_split.num_images == 40
         assert positions == list(range(40))
-    uninterrupted = list(input_pipeline.train_elements(train_split, seed=1, pipeline=1, pipelines=2, **TWO_EPOCHS)
-                         .as_numpy_iterator())
-    resumed = list(input_pipeline.train_elements(train_split, seed=1, skip_batches=3, pipeline=1, pipelines=2,
-                                                 **TWO_EPOCHS).as_numpy_iterator())
-    assert [(epoch, position) for *_, epoch, position in resumed] == \
-        [(epoch, position) for *_, epoch, position in uninterrupted[3 * 4:]]
+    uninterrupted = list(
+        input_pipeline.train_elements(train_split, seed=1, pipeline=1, pipelines=2, **TWO_EPOCHS).as_numpy_iterator()
+    )
+    resumed = list(
+        input_pipeline.train_elements(
+            train_split, seed=1, skip_batches=3, pipeline=1, pipelines=2, **TWO_EPOCHS
+        ).as_numpy_iterator()
+    )
+    assert [(epoch, position) for *_, epoch, position in resumed] == [
+        (epoch, position) for *_, epoch, position in uninterrupted[3 * 4 :]
+    ]
 
 
 def test_workers_read_their_own_prepared_shards():
     sizes = [101, 99, 100, 100, 98, 102, 100, 100]
     for epoch in (0, 1):
-        plans = [input_pipeline.shard_plan(sizes, per_epoch=800, first_epoch=epoch, epochs=epoch + 1, seed=1,
-                                           skip=0, part=part, parts=4)
-                 for part in range(4)]
+        plans = [
+            input_pipeline.shard_plan(
+                sizes, per_epoch=800, first_epoch=epoch, epochs=epoch + 1, seed=1, skip=0, part=part, parts=4
+            )
+            for part in range(4)
+        ]
         shards = [set(shard) for shard, *_ in plans]
         assert all(sum(end - start) == 200 for _, _, start, end, *_ in plans)
         assert all(2 <= len(read) <= 3 for read in shards)  # two shards' worth each, and its share of a boundary
-        assert sum(len(a & b) for n, a in enumerate(shards) for b in shards[n + 1:]) <= 3  # boundaries only
-        whole_epoch = input_pipeline.shard_plan(sizes, per_epoch=800, first_epoch=epoch, epochs=epoch + 1,
-                                                seed=1, skip=0)
+        assert sum(len(a & b) for n, a in enumerate(shards) for b in shards[n + 1 :]) <= 3  # boundaries only
+        whole_epoch = input_pipeline.shard_plan(
+            sizes, per_epoch=800, first_epoch=epoch, epochs=epoch + 1, seed=1, skip=0
+        )
         assert list(whole_epoch[0]) == [shard for shard, _ in itertools.groupby(np.concatenate([p[0] for p in plans]))]
 
 
@@ -87,4 +103,3 @@ def test_compute_mean_of_solid_images(tmp_path):
         paths.append(str(tmp_path / f"{n}.png"))
     split = data_reader.Split(paths, [0] * len(paths), None)
     np.testing.assert_allclose(input_pipeline.compute_mean(split), [20, 30, 40], atol=0.5)
-

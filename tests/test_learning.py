@@ -1,4 +1,5 @@
 """The README's sample run learns (about 3 minutes on 2 cores)."""
+
 import json
 
 import pytest

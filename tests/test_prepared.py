@@ -1,4 +1,5 @@
 """Prepared shards (data_reader.py --prepare): the folder's images and labels, resumable, read like the folder."""
+
 import os
 
 import numpy as np
@@ -22,12 +23,17 @@ FEATURES = {**prepared_shards.RECORD_FEATURES, "image/filename": tf.io.FixedLenF
 
 def records(data_dir, part):
     """{filename: (label, decoded image)} of a prepared part."""
-    split = data_reader.read_split(data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)),
-                                   part)
+    split = data_reader.read_split(
+        data_dir, data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT)), part
+    )
     parsed = tf.data.TFRecordDataset(split.paths).map(lambda record: tf.io.parse_single_example(record, FEATURES))
-    return {example["image/filename"].decode(): (example["image/class/label"],
-                                                 tf.io.decode_jpeg(example["image/encoded"]).numpy())
-            for example in parsed.as_numpy_iterator()}
+    return {
+        example["image/filename"].decode(): (
+            example["image/class/label"],
+            tf.io.decode_jpeg(example["image/encoded"]).numpy(),
+        )
+        for example in parsed.as_numpy_iterator()
+    }
 
 
 def test_prepared_shards_hold_the_folder_images_with_their_labels(tiny_data, prepared_data):
@@ -46,17 +52,21 @@ def test_prepared_shards_hold_the_folder_images_with_their_labels(tiny_data, pre
 
 def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_data):
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
-    batches = [list(input_pipeline.eval_dataset(data_reader.read_split(data_dir, synsets, "val"), mean=[0.0] * 3,
-                                                batch_size=8, crops="ten"))
-               for data_dir in (tiny_data, prepared_data)]
+    batches = [
+        list(
+            input_pipeline.eval_dataset(
+                data_reader.read_split(data_dir, synsets, "val"), mean=[0.0] * 3, batch_size=8, crops="ten"
+            )
+        )
+        for data_dir in (tiny_data, prepared_data)
+    ]
     assert len(batches[0]) == len(batches[1]) == 3
     for (folder_images, folder_labels), (prepared_images, prepared_labels) in zip(*batches):
         np.testing.assert_array_equal(folder_labels, prepared_labels)
         assert np.abs(folder_images.numpy() - prepared_images.numpy()).mean() < 3.0
 
 
-def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data, prepared_data, tmp_path,
-                                                                      monkeypatch):
+def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data, prepared_data, tmp_path, monkeypatch):
     write_shard, written, killed = prepared_shards.write_shard, [], []
 
     def interrupted_after_two(source_dir, entries, synsets, path, progress):
@@ -82,15 +92,39 @@ def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data,
 @pytest.mark.slow
 def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data, prepared_data, tmp_path):
     ckpt = ("--ckpt-dir", tmp_path / "ckpt")
-    trained = run_script("train.py", "-scratch", "--data-dir", prepared_data, *ckpt, "--epochs", 1,
-                         "--steps-per-epoch", 2, "--batch-size", 8, "--log-dir", tmp_path / "logs", cwd=tmp_path)
+    trained = run_script(
+        "train.py",
+        "-scratch",
+        "--data-dir",
+        prepared_data,
+        *ckpt,
+        "--epochs",
+        1,
+        "--steps-per-epoch",
+        2,
+        "--batch-size",
+        8,
+        "--log-dir",
+        tmp_path / "logs",
+        cwd=tmp_path,
+    )
     assert trained.returncode == 0, trained.stderr
     assert "Training on 40 images, validating on 20" in trained.stdout
     tested = run_script("test.py", "--data-dir", prepared_data, *ckpt, "--limit", 15, "--k-crops", 2, cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert "Evaluated 15 of 15 validation images" in tested.stdout
-    resumed = run_script("train.py", "-resume", "--data-dir", tiny_data, *ckpt, "--epochs", 2,
-                         "--log-dir", tmp_path / "logs", cwd=tmp_path)
+    resumed = run_script(
+        "train.py",
+        "-resume",
+        "--data-dir",
+        tiny_data,
+        *ckpt,
+        "--epochs",
+        2,
+        "--log-dir",
+        tmp_path / "logs",
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "trained on prepared shards and continues on image folders" in resumed.stdout
     assert "Checking that the 40 train images decode" in resumed.stdout
@@ -98,8 +132,9 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
 
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
-    error = one_line_error(run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out",
-                                      cwd=tmp_path))
+    error = one_line_error(
+        run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
+    )
     assert "meta.mat not found" in error
     error = one_line_error(run_script("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
     assert "holds prepared shards already" in error

@@ -1,4 +1,5 @@
 """Preprocessing: decoding to RGB, the evaluation crops, the paper's augmentation."""
+
 import os
 
 import numpy as np
@@ -21,21 +22,27 @@ def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
 
 def test_eval_crop_modes(tiny_data):
     path = os.path.join(tiny_data, data_reader.VAL_DIR, data_reader.VAL_NAME.format(1))
-    crops = {mode: preprocessing.load_image_crops(path, [0.0] * 3, mode, 3, seed=1).numpy()
-             for mode in preprocessing.EVAL_CROPS}
+    crops = {
+        mode: preprocessing.load_image_crops(path, [0.0] * 3, mode, 3, seed=1).numpy()
+        for mode in preprocessing.EVAL_CROPS
+    }
     assert crops["random"].shape == (3, 224, 224, 3)
     assert crops["center"].shape == (1, 224, 224, 3)
     assert crops["ten"].shape == (10, 224, 224, 3)
     np.testing.assert_array_equal(crops["ten"][5:], crops["ten"][:5, :, ::-1])
     assert not np.array_equal(crops["random"][0], crops["random"][1])
-    np.testing.assert_array_equal(crops["random"],
-                                  preprocessing.load_image_crops(path, [0.0] * 3, "random", 3, seed=1).numpy())
+    np.testing.assert_array_equal(
+        crops["random"], preprocessing.load_image_crops(path, [0.0] * 3, "random", 3, seed=1).numpy()
+    )
 
 
 def test_pca_lighting_moves_along_the_eigenvectors():
-    offsets = np.array([preprocessing.pca_lighting_offset(tf.constant([draw, 2], tf.int64)).numpy()
-                        for draw in range(400)])
-    alphas = np.linalg.solve(np.array(preprocessing.PCA_EIGENVECTORS) * 255, offsets.T).T / preprocessing.PCA_EIGENVALUES
+    offsets = np.array(
+        [preprocessing.pca_lighting_offset(tf.constant([draw, 2], tf.int64)).numpy() for draw in range(400)]
+    )
+    alphas = (
+        np.linalg.solve(np.array(preprocessing.PCA_EIGENVECTORS) * 255, offsets.T).T / preprocessing.PCA_EIGENVALUES
+    )
     assert abs(alphas.mean()) < 0.02 and 0.09 < alphas.std() < 0.11  # alpha ~ N(0, 0.1), paper §4.1
     assert 1 < np.abs(offsets).max() < 30  # a few levels of 255 along the first eigenvector
 
@@ -48,5 +55,5 @@ def test_paper_augmentation_mirrors_and_shifts_the_plain_crop(tiny_data):
         plain = preprocessing.train_crop(encoded, mean, "none", seed)
         _, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         mirror = tf.random.stateless_uniform([], flip_seed) < 0.5
-        expected = (tf.where(mirror, plain[:, ::-1], plain) + preprocessing.pca_lighting_offset(lighting_seed))
+        expected = tf.where(mirror, plain[:, ::-1], plain) + preprocessing.pca_lighting_offset(lighting_seed)
         np.testing.assert_allclose(preprocessing.train_crop(encoded, mean, "paper", seed), expected, atol=1e-3)

@@ -1,4 +1,5 @@
 """The trio end to end on the tiny sample, as a user runs it: train -scratch, -resume, test.py, classify.py."""
+
 import json
 import os
 import re
@@ -54,8 +55,22 @@ def test_resume_continues_at_the_saved_step(trained):
 @pytest.mark.slow
 def test_test_py_reports_top1_and_topk(trained, tiny_data):
     work, _, _ = trained
-    result = run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", "--limit", 12,
-                        "--k-crops", 2, "--top-k", 3, "--json", work / "results.json", cwd=work)
+    result = run_script(
+        "test.py",
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        work / "ckpt",
+        "--limit",
+        12,
+        "--k-crops",
+        2,
+        "--top-k",
+        3,
+        "--json",
+        work / "results.json",
+        cwd=work,
+    )
     assert result.returncode == 0, result.stderr
     top1, topk = result.stdout.strip().splitlines()[-2:]
     assert re.fullmatch(r"Top-1 accuracy: \d+\.\d\d% error: \d+\.\d\d%", top1)
@@ -134,14 +149,18 @@ def test_plateau_divides_by_ten_at_most_three_times():
 def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path, one_line_error):
     assert "-scratch" in one_line_error(run_script("train.py", cwd=tmp_path))
     assert str(tmp_path / "nowhere") in one_line_error(
-        run_script("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path))
+        run_script("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
+    )
     assert "-scratch" in one_line_error(
-        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+    )
     assert not (tmp_path / "none").exists()  # a mistyped --ckpt-dir creates nothing
     assert str(tmp_path / "none") in one_line_error(
-        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+    )
     assert str(tmp_path / "none") in one_line_error(
-        run_script("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+        run_script("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+    )
 
 
 @pytest.mark.slow
@@ -152,17 +171,23 @@ def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path, one_lin
     (tmp_path / "text.jpg").write_text("not an image")
     assert "text.jpg" in one_line_error(run_script("classify.py", tmp_path / "text.jpg", *ckpt))
     os.makedirs(tmp_path / "no-meta" / "data")
-    assert "meta.mat not found" in one_line_error(
-        run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
-    assert "already holds a run" in one_line_error(
-        run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
+    assert "meta.mat not found" in one_line_error(run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
+    assert "already holds a run" in one_line_error(run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
 
 
 HELP_DEFAULTS = {
-    "train.py": {"--epochs": training.EPOCHS, "--batch-size": training.BATCH_SIZE, "--lr": training.LEARNING_RATE,
-                 "--momentum": training.MOMENTUM, "--weight-decay": training.WEIGHT_DECAY,
-                 "--dropout": alexnet.DROPOUT, "--ckpt-dir": run_folder.CKPT_DIR, "--data-dir": "ILSVRC2012",
-                 "--save-every": settings.SAVE_EVERY, "--cpu-replicas": 2},
+    "train.py": {
+        "--epochs": training.EPOCHS,
+        "--batch-size": training.BATCH_SIZE,
+        "--lr": training.LEARNING_RATE,
+        "--momentum": training.MOMENTUM,
+        "--weight-decay": training.WEIGHT_DECAY,
+        "--dropout": alexnet.DROPOUT,
+        "--ckpt-dir": run_folder.CKPT_DIR,
+        "--data-dir": "ILSVRC2012",
+        "--save-every": settings.SAVE_EVERY,
+        "--cpu-replicas": 2,
+    },
     "test.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--batch-size": 32, "--ckpt-dir": "ckpt-alexnet"},
     "classify.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--seed": 0},
     "data_reader.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
@@ -214,8 +239,11 @@ def test_keras_reads_the_logs_once_a_call_of_several_steps(tmp_path):
     assert training.epoch_steps(400, 32, save_every=10) == 12
     assert training.epoch_steps(40, 8, save_every=2) == 5  # dropping 1 of 5 steps would be too many
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(optimizer=training.PaperSGD(learning_rate=0.01), steps_per_execution=2,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=training.PaperSGD(learning_rate=0.01),
+        steps_per_execution=2,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     manager = run_folder.checkpoint_manager(tf.train.Checkpoint(model=model), str(tmp_path), chief=True)
     checkpointer = run_folder.Checkpointer(manager, save_every=4)
     reads = []

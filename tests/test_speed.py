@@ -1,4 +1,5 @@
 """The fast paths keep the semantics of the reference ones; the benchmark produces all its figures."""
+
 import json
 import os
 import subprocess
@@ -19,13 +20,16 @@ def smooth_photo(width, height, rng):
     pixels = np.full((height, width, 3), 128.0)
     for cells, amplitude in ((4, 60), (16, 25)):
         grid = rng.normal(0, amplitude, (cells, cells, 3)).astype(np.float32)
-        pixels += np.stack([np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC))
-                            for c in range(3)], axis=-1)
+        pixels += np.stack(
+            [np.asarray(Image.fromarray(grid[..., c]).resize((width, height), Image.BICUBIC)) for c in range(3)],
+            axis=-1,
+        )
     return Image.fromarray(np.clip(pixels + rng.normal(0, 2, pixels.shape), 0, 255).astype(np.uint8))
 
 
-@pytest.mark.parametrize("width, height", [(300, 225), (500, 375), (640, 480), (1600, 1200), (257, 700),
-                                           (2000, 260), (230, 230)])
+@pytest.mark.parametrize(
+    "width, height", [(300, 225), (500, 375), (640, 480), (1600, 1200), (257, 700), (2000, 260), (230, 230)]
+)
 def test_fast_jpeg_crop_matches_resize_then_crop(width, height, tmp_path):
     rng = np.random.default_rng(width * height)
     smooth_photo(width, height, rng).save(tmp_path / "photo.jpg", quality=95)
@@ -56,21 +60,37 @@ def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, t
 
 @pytest.mark.slow
 def test_bench_quick_writes_every_figure(tmp_path):
-    result = subprocess.run(script_command(os.path.join("benchmarks", "bench.py"), "--quick", "--json",
-                                           tmp_path / "bench.json"), capture_output=True, text=True, env=SCRIPT_ENV,
-                            timeout=600)
+    result = subprocess.run(
+        script_command(os.path.join("benchmarks", "bench.py"), "--quick", "--json", tmp_path / "bench.json"),
+        capture_output=True,
+        text=True,
+        env=SCRIPT_ENV,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     figures = json.loads((tmp_path / "bench.json").read_text())
-    rates = ("pipeline_img_s_per_core", "pipeline_eval_img_s_per_core", "pil_img_s_per_core",
-             "pipeline_prepared_img_s_per_core", "train_fp32_img_s", "train_bf16_img_s", "matmul_fp32_gflop_s",
-             "matmul_bf16_gflop_s", "end_to_end_img_s", "end_to_end_validation_seconds")
+    rates = (
+        "pipeline_img_s_per_core",
+        "pipeline_eval_img_s_per_core",
+        "pil_img_s_per_core",
+        "pipeline_prepared_img_s_per_core",
+        "train_fp32_img_s",
+        "train_bf16_img_s",
+        "matmul_fp32_gflop_s",
+        "matmul_bf16_gflop_s",
+        "end_to_end_img_s",
+        "end_to_end_validation_seconds",
+    )
     assert all(figures[key] > 0 for key in rates), figures
     assert 0 <= figures["step_overhead_ms"] < 100
     assert figures["train_flops_per_image"] == pytest.approx(6.6e9, rel=0.05)
     for key in ("fp32", "bf16"):  # each derived figure is what its name says, from the figures measured
         assert figures[f"train_{key}_fraction_of_matmul_peak"] == pytest.approx(
-            figures[f"train_{key}_img_s"] * figures["train_flops_per_image"] / 1e9 / figures[f"matmul_{key}_gflop_s"])
+            figures[f"train_{key}_img_s"] * figures["train_flops_per_image"] / 1e9 / figures[f"matmul_{key}_gflop_s"]
+        )
     assert figures["bf16_speedup_over_fp32"] == pytest.approx(figures["train_bf16_img_s"] / figures["train_fp32_img_s"])
     for suffix, rate in (("", "pipeline_img_s_per_core"), ("_prepared", "pipeline_prepared_img_s_per_core")):
-        assert figures[f"pipeline_speedup_vs_pil{suffix}"] == pytest.approx(figures[rate] / figures["pil_img_s_per_core"])
+        assert figures[f"pipeline_speedup_vs_pil{suffix}"] == pytest.approx(
+            figures[rate] / figures["pil_img_s_per_core"]
+        )
     assert figures["cores"] == os.cpu_count() and figures["cpu"]

@@ -1,0 +1,310 @@
+"""The run folder: what a failed, killed or resumed run leaves; NaN; full disks; exact resume after SIGKILL."""
+
+import fcntl
+import importlib.util
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import numpy as np
+import pytest
+import scipy.io
+import tensorflow as tf
+
+import alexnet
+import data_reader
+import errors
+import run_folder
+from conftest import ROOT, SCRIPT_ENV, devkit_copy, run_script, script_command
+
+
+@pytest.mark.slow
+def test_bad_run_folders_are_one_line_errors(tiny_data, tmp_path, one_step_run, one_line_error):
+    resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
+    assert "has groups 1, not 2" in one_line_error(run_script(*resume, "--groups", 2))
+    other = devkit_copy(tiny_data, tmp_path)
+    synsets = scipy.io.loadmat(other / data_reader.META_MAT)["synsets"]
+    synsets["WNID"][0, 0] = np.array(["n00000042"])
+    scipy.io.savemat(other / data_reader.META_MAT, {"synsets": synsets})
+    assert "was trained on other classes than" in one_line_error(
+        run_script("test.py", "--data-dir", other, "--ckpt-dir", one_step_run)
+    )
+    (tmp_path / "empty").mkdir()
+    assert "no trained run" in one_line_error(
+        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty")
+    )
+    config = json.loads((one_step_run / "config.json").read_text())
+    config["architecture"]["num_classes"] = 5
+    (one_step_run / "config.json").write_text(json.dumps(config))
+    assert "does not fit the model" in one_line_error(
+        run_script("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", one_step_run)
+    )
+
+
+@pytest.mark.slow
+def test_a_second_training_on_the_same_folder_is_refused(tiny_data, one_step_run, one_line_error):
+    with open(one_step_run / "train.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # what a running train.py holds
+        error = one_line_error(run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run))
+    assert "another train.py is training in" in error
+
+
+@pytest.mark.slow
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    result = run_script(
+        "train.py",
+        "-scratch",
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        tmp_path / "ckpt",
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--save-every",
+        1,
+        "--lr",
+        1e4,
+        "--precision",
+        "float32",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1, result.stderr
+    step = int(
+        re.search(
+            r"error: the loss (?:is (?:nan|inf|-inf) by|diverged: the weights are not finite at) step (\d+)",
+            result.stderr,
+        ).group(1)
+    )
+    latest = saved_step(tmp_path / "ckpt")
+    assert latest is not None and latest < step
+    model, _ = alexnet.load_trained(str(tmp_path / "ckpt"))
+    assert all(np.all(np.isfinite(w)) for w in model.get_weights())
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tiny_data, tmp_path, one_line_error):
+    # a file size limit makes the checkpoint's write fail as a full disk does, without filling the disk
+    limited = [
+        "bash",
+        "-c",
+        'ulimit -f 100000 && exec "$@"',
+        "bash",
+        *script_command(
+            "train.py",
+            "-scratch",
+            "--data-dir",
+            tiny_data,
+            "--ckpt-dir",
+            tmp_path / "ckpt",
+            "--log-dir",
+            tmp_path / "logs",
+            "--epochs",
+            1,
+            "--steps-per-epoch",
+            2,
+            "--batch-size",
+            8,
+            "--save-every",
+            1,
+        ),
+    ]
+    result = subprocess.run(limited, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"train.py: error: could not write checkpoint {tmp_path / 'ckpt' / 'ckpt-1'}: a file size limit was reached "
+        "(OutOfRangeError): free space, then start again with -scratch --overwrite"
+    )
+    assert sorted(os.listdir(tmp_path / "ckpt")) == [run_folder.CONFIG_NAME, run_folder.LOCK_NAME]  # nothing partial
+
+
+def test_a_disk_without_room_for_the_checkpoints_is_refused_at_the_start(tmp_path):
+    run_folder.check_free_space(str(tmp_path), size=1, kept=3, saved=0)
+    with pytest.raises(errors.CheckpointError, match=f"{tmp_path} has .* GB free, and the run needs .* GB more"):
+        run_folder.check_free_space(str(tmp_path), size=10**18, kept=3, saved=0)
+
+
+def saved_step(ckpt):
+    """The step of the latest complete checkpoint in `ckpt` (None: no checkpoint yet)."""
+    latest = tf.train.latest_checkpoint(str(ckpt))
+    return latest and int(latest.rsplit("-", 1)[1])
+
+
+def killed_run(kill_at, *train_args, cwd):
+    """train.py killed with SIGKILL at `kill_at` (see killing_train.py); returns its standard output."""
+    result = subprocess.run(
+        script_command(os.path.join("tests", "killing_train.py"), *train_args),
+        cwd=cwd,
+        env={**SCRIPT_ENV, "KILL_AT": kill_at},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == -signal.SIGKILL, (kill_at, result.stdout, result.stderr)
+    return result.stdout
+
+
+def assert_resumed_at(stdout, step):
+    assert re.search(rf"^Resuming from \S+ckpt-{step} at step {step} \(epoch {step // 5 + 1}\)$", stdout, re.M), stdout
+
+
+@pytest.mark.slow
+def test_killed_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    settings = ("--epochs", 2, "--batch-size", 8, "--save-every", 2, "--deterministic")
+    straight = run_script(
+        "train.py",
+        "-scratch",
+        *settings,
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        tmp_path / "straight",
+        "--log-dir",
+        tmp_path / "straight-logs",
+        cwd=tmp_path,
+    )
+    assert straight.returncode == 0, straight.stderr
+
+    ckpt = tmp_path / "killed"
+    folders = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "killed-logs")
+    killed_run("before-step:4", "-scratch", *settings, *folders, cwd=tmp_path)  # step 3 done, lost
+    assert saved_step(ckpt) == 2
+    assert_resumed_at(killed_run("saving:6", "-resume", *folders, cwd=tmp_path), 2)  # in the middle of a save
+    assert saved_step(ckpt) == 5  # the epoch's end; checkpoint 6 was written but never named in the index
+    finished = run_script("train.py", "-resume", *folders, cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert_resumed_at(finished.stdout, 5)
+
+    assert saved_step(ckpt) == 10
+    straight_model, _ = alexnet.load_trained(str(tmp_path / "straight"))
+    resumed_model, _ = alexnet.load_trained(str(ckpt))
+    difference = max(np.abs(a - b).max() for a, b in zip(straight_model.get_weights(), resumed_model.get_weights()))
+    assert difference < 1e-5
+
+
+def folder_state(folder):
+    """{name: bytes} of the files in `folder`, the lock aside."""
+    return {
+        path.name: path.read_bytes()
+        for path in sorted(folder.iterdir())
+        if path.is_file() and path.name != run_folder.LOCK_NAME
+    }
+
+
+@pytest.mark.slow
+def test_a_new_run_that_fails_keeps_the_run_it_would_overwrite(bad_data, one_step_run, one_line_error):
+    before = folder_state(one_step_run)
+    overwrite = ("train.py", "-scratch", "--overwrite", "--ckpt-dir", one_step_run)
+    assert "training images are unreadable" in one_line_error(
+        run_script(*overwrite, "--data-dir", bad_data, "--max-bad-images", 0)
+    )
+    assert "--lr -1.0 cannot work: it must be positive" in one_line_error(
+        run_script(*overwrite, "--data-dir", bad_data, "--lr", -1)
+    )
+    assert "make no batch of 1000" in one_line_error(
+        run_script(*overwrite, "--data-dir", bad_data, "--max-bad-images", 4, "--batch-size", 1000)
+    )
+    assert folder_state(one_step_run) == before
+
+
+@pytest.mark.slow
+def test_unfinished_saves_are_removed_and_counted_as_free_space(tiny_data, one_step_run, tmp_path):
+    def unfinished_save():
+        (one_step_run / "ckpt-7_temp").mkdir()
+        (one_step_run / "ckpt-7_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
+
+    unfinished_save()
+    assert run_folder.size_on_disk(run_folder.unfinished_saves(str(one_step_run))) == 1000
+    free = shutil.disk_usage(one_step_run).free
+    run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0, reclaimable=1000)
+    with pytest.raises(errors.CheckpointError):
+        run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0)
+    folders = ("--data-dir", tiny_data, "--ckpt-dir", one_step_run, "--log-dir", tmp_path / "logs")
+    resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert not (one_step_run / "ckpt-7_temp").exists()
+    unfinished_save()
+    again = run_script(
+        "train.py",
+        "-scratch",
+        "--overwrite",
+        *folders,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--steps-per-epoch",
+        1,
+        cwd=tmp_path,
+    )
+    assert again.returncode == 0, again.stderr
+    assert not (one_step_run / "ckpt-7_temp").exists()
+    assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-1")
+
+
+@pytest.mark.slow
+def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_data, one_step_run, tmp_path):
+    config = run_folder.load_config(str(one_step_run))
+    run_folder.remove([path for path in run_folder.run_files(str(one_step_run)) if "config.json" not in path])
+    resumed = run_script(
+        "train.py",
+        "-resume",
+        "--data-dir",
+        tiny_data,
+        "--ckpt-dir",
+        one_step_run,
+        "--log-dir",
+        tmp_path / "logs",
+        cwd=tmp_path,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"No checkpoint in {one_step_run} yet: starting the run at step 0 with its config.json" in resumed.stdout
+    assert "Checking that" not in resumed.stdout and "Computing the training set's mean" not in resumed.stdout
+    assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-1")
+    assert run_folder.load_config(str(one_step_run)) == config
+
+
+@pytest.mark.slow
+def test_a_resume_that_fails_leaves_config_json_as_it_was(tiny_data, one_step_run, one_line_error):
+    before = (one_step_run / "config.json").read_bytes()
+    data_file = next(one_step_run.glob("ckpt-1.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:1000])
+    assert "does not fit the model" in one_line_error(
+        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run, "--epochs", 3)
+    )
+    assert (one_step_run / "config.json").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("test_script", os.path.join(ROOT, "test.py"))
+    test_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_script)
+    evaluated = run_folder.latest_checkpoint(str(one_step_run))
+
+    def evaluate_while_training_saves(model, config, split, args):
+        for suffix in (".index", ".data-00000-of-00001"):
+            shutil.copy(evaluated + suffix, str(one_step_run / "ckpt-2") + suffix)
+        tf.compat.v1.train.update_checkpoint_state(str(one_step_run), str(one_step_run / "ckpt-2"))
+        return {"top1": 0.5, "topk": 1.0, "images": split.num_images}
+
+    monkeypatch.setattr(test_script, "evaluate", evaluate_while_training_saves)
+    args = test_script.get_args_parser().parse_args(
+        [
+            "--data-dir",
+            tiny_data,
+            "--ckpt-dir",
+            str(one_step_run),
+            "--json",
+            str(tmp_path / "results.json"),
+            "--precision",
+            "float32",
+        ]
+    )
+    test_script.main(args)
+    assert json.loads((tmp_path / "results.json").read_text())["checkpoint"] == evaluated
+    assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-2")
