@@ -31,7 +31,7 @@ import os
 import numpy as np
 import scipy.io
 
-from errors import DataError
+from errors import DataError, check_size, inside
 
 DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
@@ -42,6 +42,10 @@ VAL_NAME = "ILSVRC2012_val_{:08d}.JPEG"
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".gif", ".bmp")
 META_FIELDS = ("ILSVRC2012_ID", "WNID", "words", "num_children")  # the fields we read
 PREPARED_MANIFEST = "prepared.json"  # written last by prepared_shards.prepare: its presence marks a prepared folder
+# Ours: files far larger than any real one are refused before they are read whole
+META_MAT_MAX_BYTES = 64 * 2**20  # the devkit's meta.mat holds 1,860 synsets
+GROUND_TRUTH_MAX_BYTES = 16 * 2**20  # 50,000 lines of at most 4 digits: about 250 KB
+MANIFEST_MAX_BYTES = 256 * 2**20  # 1,152 shard names and counts, and the unreadable files' paths
 
 Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
 
@@ -92,6 +96,7 @@ def load_synsets(meta_mat_path):
             f"meta.mat not found at {meta_mat_path}: it is in the ILSVRC2012 devkit "
             "(ILSVRC2012_devkit_t12.tar.gz), data/ folder"
         )
+    check_size(meta_mat_path, META_MAT_MAX_BYTES, DataError, fix)
     try:
         synsets = scipy.io.loadmat(meta_mat_path, squeeze_me=True)["synsets"]
     except (ValueError, TypeError, KeyError) as error:  # be specific: what loadmat raises for other files
@@ -114,7 +119,7 @@ def list_train(data_dir, synsets):
     train_dir = existing_dir(os.path.join(data_dir, TRAIN_DIR), "the training images (ILSVRC2012_img_train.tar)")
     paths, labels = [], []
     for index, synset in enumerate(synsets):
-        files = image_files(os.path.join(train_dir, synset.wnid))
+        files = image_files(inside(train_dir, synset.wnid, os.path.join(data_dir, META_MAT), DataError))
         if not files:
             raise DataError(
                 f"no training images for {synset.wnid} ({synset.words}) in "
@@ -132,7 +137,7 @@ def list_val(data_dir, synsets):
     if any(entry.is_dir() for entry in os.scandir(val_dir)):
         paths, labels = [], []
         for index, synset in enumerate(synsets):
-            files = image_files(os.path.join(val_dir, synset.wnid))
+            files = image_files(inside(val_dir, synset.wnid, os.path.join(data_dir, META_MAT), DataError))
             paths += files
             labels += [index] * len(files)
         if not paths:
@@ -154,6 +159,7 @@ def list_val(data_dir, synsets):
 def read_ground_truth(path, num_classes):
     if not os.path.isfile(path):
         raise DataError(f"ground-truth file not found at {path}: it is in the ILSVRC2012 devkit, data/ folder")
+    check_size(path, GROUND_TRUTH_MAX_BYTES, DataError, "take the file from the ILSVRC2012 devkit, data/ folder")
     with open(path) as f:
         lines = [line.strip() for line in f if line.strip()]
     for number, line in enumerate(lines, 1):
@@ -188,6 +194,7 @@ def read_split(data_dir, synsets, part):
     if not is_prepared(data_dir):
         return Split(*(list_train if part == "train" else list_val)(data_dir, synsets), None)
     manifest_path = os.path.join(data_dir, PREPARED_MANIFEST)
+    check_size(manifest_path, MANIFEST_MAX_BYTES, DataError, "prepare the shards again from the dataset")
     with open(manifest_path) as f:
         manifest = json.load(f)
     if manifest["classes"] != [s.wnid for s in synsets]:
@@ -195,7 +202,7 @@ def read_split(data_dir, synsets, part):
             f"{manifest_path} lists other classes than {os.path.join(data_dir, META_MAT)}: "
             "prepare the shards again from the dataset"
         )
-    paths = [os.path.join(data_dir, name) for name in manifest[part]["shards"]]
+    paths = [inside(data_dir, name, manifest_path, DataError) for name in manifest[part]["shards"]]
     missing = [path for path in paths if not os.path.isfile(path)]
     if missing:
         raise DataError(

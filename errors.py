@@ -1,4 +1,5 @@
-"""The errors a user meets, and how every script reports them: one line naming the path or value and the fix.
+"""The errors a user meets, and how every script reports them: one line naming the path or value and the fix; and
+the two checks on files from elsewhere that every reader makes (size, and names that stay inside their folder).
 
 A `UsageError` (a missing folder, a bad flag, a file not in the expected layout) ends a script with exit code 2
 before anything is written; a `RunError` (divergence, a full disk, a lost worker) stops a run that had started,
@@ -6,6 +7,8 @@ with exit code 1 and the latest complete checkpoint named.
 """
 
 import contextlib
+import os
+import pathlib
 
 
 class UsageError(Exception):
@@ -34,3 +37,29 @@ def reported(parser):
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except RunError as error:
         parser.exit(1, f"\n{parser.prog}: error: {error}\n")
+
+
+def check_size(path, max_bytes, error, fix):
+    """Refuses a file far larger than any real one of its kind before it is read whole (`error`: the UsageError to
+    raise)."""
+    size = os.path.getsize(path)
+    if size > max_bytes:
+        raise error(f"{path} has {size:,} bytes, more than the {max_bytes:,} any real one has: {fix}")
+
+
+def inside(folder, name, source, error, opened=True):
+    """folder/name, when `name`, read from the file `source`, stays inside `folder`: a relative path without `..`,
+    and, for a name that will be `opened`, no symlink leading out; `error` (a UsageError) otherwise, before anything
+    is opened. (Names only compared, never opened, may pass through a symlinked dataset folder.)"""
+    path = os.path.join(folder, name)
+    real_folder = os.path.realpath(folder)
+    if (
+        os.path.isabs(name)
+        or ".." in pathlib.PurePath(name).parts
+        or (opened and os.path.commonpath([real_folder, os.path.realpath(path)]) != real_folder)
+    ):
+        raise error(
+            f"{source} names {name!r}, which leads outside {folder}: refused; take the file from a source "
+            "you trust, or write it again"
+        )
+    return path

@@ -133,12 +133,18 @@ def completed_shards(out_dir, plan):
     done, log_path = {}, os.path.join(out_dir, LOG)
     if not os.path.isfile(log_path):
         return done
+    planned = {name: {path for path, _ in entries} for part in SHARD_PARTS for name, entries in plan[part]}
     with open(log_path) as log:
         for line in log:
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # be specific: the line being written when the run was killed
                 continue
+            if entry["shard"] not in planned or not set(entry["unreadable"]) <= planned[entry["shard"]]:
+                raise DataError(
+                    f"{log_path} names a shard or image that {plan_path} does not plan "
+                    f"({entry['shard']!r}): remove {out_dir} and prepare again"
+                )
             if os.path.isfile(os.path.join(out_dir, entry["shard"])):
                 done[entry["shard"]] = entry["unreadable"]
     return done

@@ -27,12 +27,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from errors import CheckpointError, RunError
+from errors import CheckpointError, RunError, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 2  # 1: before the version field; 2: adds "version" (nothing else changed)
 CONFIG_KEYS = ("architecture", "classes", "mean", "settings", "unreadable")
+CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
 LOCK_NAME = "train.lock"
@@ -68,6 +69,7 @@ def load_config(ckpt_dir):
             f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
             "train one with `python train.py -scratch`, or pass --ckpt-dir"
         )
+    check_size(path, CONFIG_MAX_BYTES, CheckpointError, "pass another --ckpt-dir")
     try:
         with open(path) as f:
             config = json.load(f)

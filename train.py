@@ -74,8 +74,8 @@ def main(args):
             ),
         )
         train_split, val_split = (
-            readable(train_split, data_dir, config["unreadable"]["train"]),
-            readable(val_split, data_dir, config["unreadable"]["val"]),
+            readable(train_split, data_dir, config["unreadable"]["train"], source=settings.ckpt_dir),
+            readable(val_split, data_dir, config["unreadable"]["val"], source=settings.ckpt_dir),
         )
         model, plateau, checkpoint = training.build_training(
             config,
@@ -167,8 +167,14 @@ def unreadable_images(data_dir, train_split, val_split):
     }
 
 
-def readable(split, data_dir, unreadable, quiet=False):
-    return split.without([os.path.join(data_dir, path) for path in unreadable], quiet=quiet)
+def readable(split, data_dir, unreadable, quiet=False, source=None):
+    """`split` less its `unreadable` files (paths relative to `data_dir`; `source`: the run folder whose config.json
+    lists them, and which must not lead outside `data_dir`)."""
+    config = os.path.join(source, run_folder.CONFIG_NAME) if source else "the scan"
+    return split.without(
+        [errors.inside(data_dir, path, config, errors.CheckpointError, opened=False) for path in unreadable],
+        quiet=quiet,
+    )
 
 
 def start_saving(settings, config, *, model, checkpoint, ckpt_dir, chief):
