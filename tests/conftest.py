@@ -124,26 +124,22 @@ def bad_data(tiny_data, tmp_path):
     return data
 
 
-@pytest.fixture
-def one_step_run(tiny_data, tmp_path):
-    ckpt = tmp_path / "ckpt"
+@pytest.fixture(scope="session")
+def one_step_template(tiny_data, tmp_path_factory):
+    """A run of one step on tiny_data, trained once a session; tests take copies (one_step_run)."""
+    work = tmp_path_factory.mktemp("one-step")
+    options = ("--epochs", 1, "--batch-size", 8, "--steps-per-epoch", 1, "--log-dir", work / "logs")
     result = run_script(
-        "train.py",
-        "-scratch",
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        ckpt,
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--steps-per-epoch",
-        1,
-        cwd=tmp_path,
+        "train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", *options, cwd=work
     )
     assert result.returncode == 0, result.stderr
-    return ckpt
+    return work / "ckpt"
+
+
+@pytest.fixture
+def one_step_run(one_step_template, tmp_path):
+    """A copy of one_step_template of this test's own, to change at will."""
+    return shutil.copytree(one_step_template, tmp_path / "ckpt", ignore=shutil.ignore_patterns("train.lock"))
 
 
 def devkit_copy(tiny_data, tmp_path):
