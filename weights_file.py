@@ -74,17 +74,7 @@ def load_pickled_dict(path):
         raise DataError(f"cannot read {path} ({error.strerror}): {fix}") from None
     except RefusedName as error:
         raise DataError(f"{path} refused, nothing of it was run: {error}; {fix}") from None
-    except (
-        pickle.UnpicklingError,
-        ValueError,
-        EOFError,
-        TypeError,
-        KeyError,
-        IndexError,
-        AttributeError,
-        UnicodeDecodeError,
-    ) as error:
-        # be specific: what numpy.lib.format and the unpickler raise for a file that is not such an .npy
+    except NOT_THIS_FORMAT as error:
         raise DataError(
             f"{path} is not a weight file of this format ({type(error).__name__}: {error}): {fix}"
         ) from None

@@ -20,6 +20,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import startup  # noqa: E402, F401  (quiets TensorFlow's start-up)
 import data_reader  # noqa: E402
 import input_pipeline  # noqa: E402
 import prepared_shards  # noqa: E402

@@ -43,6 +43,12 @@ def script_command(script, *args):
     return [sys.executable, os.path.join(ROOT, script), *map(str, args)]
 
 
+def flags(**options):
+    """Command-line options from keywords, as a user types them: flags(data_dir=d, epochs=1) is
+    ("--data-dir", d, "--epochs", 1)."""
+    return tuple(item for name, value in options.items() for item in (f"--{name.replace('_', '-')}", value))
+
+
 def run_script(script, *args, cwd=ROOT, env=None):
     """Runs one of the project's scripts as a user would; returns the CompletedProcess (text, not checked)."""
     return subprocess.run(

@@ -16,41 +16,23 @@ import errors
 import run_folder
 import settings
 import train
-from conftest import SCRIPT_ENV, run_script, script_command
+from conftest import SCRIPT_ENV, flags, run_script, script_command
 
 
 @pytest.mark.slow
 def test_mirrored_over_two_cpu_replicas_matches_one_device(tiny_data, tmp_path):
     settings = (
-        "--epochs",
-        1,
-        "--steps-per-epoch",
-        3,
-        "--batch-size",
-        8,
-        "--dropout",
-        0,
-        "--augment",
-        "none",
-        "--precision",
-        "float32",
+        *flags(epochs=1, steps_per_epoch=3, batch_size=8, dropout=0, augment="none", precision="float32"),
         "--deterministic",
-        "--data-dir",
-        tiny_data,
+        *flags(data_dir=tiny_data),
     )
     for strategy in ("default", "mirrored"):
         result = run_script(
             "train.py",
             "-scratch",
-            "--strategy",
-            strategy,
-            "--cpu-replicas",
-            2,
+            *flags(strategy=strategy, cpu_replicas=2),
             *settings,
-            "--ckpt-dir",
-            tmp_path / strategy,
-            "--log-dir",
-            tmp_path / f"{strategy}-logs",
+            *flags(ckpt_dir=tmp_path / strategy, log_dir=tmp_path / f"{strategy}-logs"),
             cwd=tmp_path,
         )
         assert result.returncode == 0, result.stderr
@@ -70,16 +52,7 @@ def test_a_global_batch_that_does_not_split_is_refused(tiny_data, tmp_path, one_
         run_script(
             "train.py",
             "-scratch",
-            "--strategy",
-            "mirrored",
-            "--cpu-replicas",
-            3,
-            "--batch-size",
-            8,
-            "--data-dir",
-            tiny_data,
-            "--ckpt-dir",
-            tmp_path / "c",
+            *flags(strategy="mirrored", cpu_replicas=3, batch_size=8, data_dir=tiny_data, ckpt_dir=tmp_path / "c"),
             cwd=tmp_path,
         )
     )
@@ -130,18 +103,14 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
     worker_tmp.mkdir()
     ckpt = tmp_path / "ckpt"
     common = (
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        ckpt,
-        "--log-dir",
-        tmp_path / "logs",
-        "--steps-per-epoch",
-        3,
-        "--batch-size",
-        8,
-        "--precision",
-        "float32",
+        *flags(
+            data_dir=tiny_data,
+            ckpt_dir=ckpt,
+            log_dir=tmp_path / "logs",
+            steps_per_epoch=3,
+            batch_size=8,
+            precision="float32",
+        ),
     )
     chief, worker = run_two_workers("-scratch", "--epochs", 1, *common, cwd=tmp_path, worker_tmp=worker_tmp)
     for returncode, stdout, stderr in (chief, worker):

@@ -11,7 +11,7 @@ import input_pipeline
 import prepared_shards
 import preprocessing
 import run_folder
-from conftest import run_script
+from conftest import flags, run_script
 
 
 class Killed(Exception):
@@ -95,17 +95,9 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     trained = run_script(
         "train.py",
         "-scratch",
-        "--data-dir",
-        prepared_data,
+        *flags(data_dir=prepared_data),
         *ckpt,
-        "--epochs",
-        1,
-        "--steps-per-epoch",
-        2,
-        "--batch-size",
-        8,
-        "--log-dir",
-        tmp_path / "logs",
+        *flags(epochs=1, steps_per_epoch=2, batch_size=8, log_dir=tmp_path / "logs"),
         cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
@@ -116,13 +108,9 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     resumed = run_script(
         "train.py",
         "-resume",
-        "--data-dir",
-        tiny_data,
+        *flags(data_dir=tiny_data),
         *ckpt,
-        "--epochs",
-        2,
-        "--log-dir",
-        tmp_path / "logs",
+        *flags(epochs=2, log_dir=tmp_path / "logs"),
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr

@@ -14,7 +14,7 @@ import data_reader
 import input_pipeline
 import preprocessing
 import sample_dataset
-from conftest import DECODABLE, UNREADABLE, devkit_copy, run_script, write_image_kinds
+from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_script, write_image_kinds
 
 
 def test_every_image_kind_is_decoded_or_found_unreadable(tmp_path):
@@ -32,20 +32,15 @@ def test_training_skips_unreadable_images_naming_each_once(bad_data, tmp_path):
     result = run_script(
         "train.py",
         "-scratch",
-        "--data-dir",
-        bad_data,
-        "--ckpt-dir",
-        tmp_path / "ckpt",
-        "--log-dir",
-        tmp_path / "logs",
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--steps-per-epoch",
-        6,
-        "--max-bad-images",
-        4,
+        *flags(
+            data_dir=bad_data,
+            ckpt_dir=tmp_path / "ckpt",
+            log_dir=tmp_path / "logs",
+            epochs=1,
+            batch_size=8,
+            steps_per_epoch=6,
+            max_bad_images=4,
+        ),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
@@ -65,12 +60,7 @@ def test_too_many_unreadable_images_stop_training(bad_data, tmp_path, one_line_e
         run_script(
             "train.py",
             "-scratch",
-            "--data-dir",
-            bad_data,
-            "--ckpt-dir",
-            tmp_path / "ckpt",
-            "--max-bad-images",
-            2,
+            *flags(data_dir=bad_data, ckpt_dir=tmp_path / "ckpt", max_bad_images=2),
             cwd=tmp_path,
         )
     )
@@ -82,18 +72,9 @@ def test_test_py_reports_unreadable_validation_images(bad_data, tmp_path, one_li
     trained = run_script(
         "train.py",
         "-scratch",
-        "--data-dir",
-        bad_data,
-        "--ckpt-dir",
-        tmp_path / "ckpt",
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--steps-per-epoch",
-        1,
-        "--max-bad-images",
-        4,
+        *flags(
+            data_dir=bad_data, ckpt_dir=tmp_path / "ckpt", epochs=1, batch_size=8, steps_per_epoch=1, max_bad_images=4
+        ),
         cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr

@@ -18,7 +18,7 @@ import alexnet
 import data_reader
 import errors
 import run_folder
-from conftest import ROOT, SCRIPT_ENV, devkit_copy, run_script, script_command
+from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_script, script_command
 
 
 @pytest.mark.slow
@@ -57,20 +57,15 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny_data, t
     result = run_script(
         "train.py",
         "-scratch",
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        tmp_path / "ckpt",
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--save-every",
-        1,
-        "--lr",
-        1e4,
-        "--precision",
-        "float32",
+        *flags(
+            data_dir=tiny_data,
+            ckpt_dir=tmp_path / "ckpt",
+            epochs=1,
+            batch_size=8,
+            save_every=1,
+            lr=1e4,
+            precision="float32",
+        ),
         cwd=tmp_path,
     )
     assert result.returncode == 1, result.stderr
@@ -97,20 +92,15 @@ def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tiny_data, tmp_
         *script_command(
             "train.py",
             "-scratch",
-            "--data-dir",
-            tiny_data,
-            "--ckpt-dir",
-            tmp_path / "ckpt",
-            "--log-dir",
-            tmp_path / "logs",
-            "--epochs",
-            1,
-            "--steps-per-epoch",
-            2,
-            "--batch-size",
-            8,
-            "--save-every",
-            1,
+            *flags(
+                data_dir=tiny_data,
+                ckpt_dir=tmp_path / "ckpt",
+                log_dir=tmp_path / "logs",
+                epochs=1,
+                steps_per_epoch=2,
+                batch_size=8,
+                save_every=1,
+            ),
         ),
     ]
     result = subprocess.run(limited, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True, timeout=600)
@@ -159,12 +149,7 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_pat
         "train.py",
         "-scratch",
         *settings,
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        tmp_path / "straight",
-        "--log-dir",
-        tmp_path / "straight-logs",
+        *flags(data_dir=tiny_data, ckpt_dir=tmp_path / "straight", log_dir=tmp_path / "straight-logs"),
         cwd=tmp_path,
     )
     assert straight.returncode == 0, straight.stderr
@@ -233,12 +218,7 @@ def test_unfinished_saves_are_removed_and_counted_as_free_space(tiny_data, one_s
         "-scratch",
         "--overwrite",
         *folders,
-        "--epochs",
-        1,
-        "--batch-size",
-        8,
-        "--steps-per-epoch",
-        1,
+        *flags(epochs=1, batch_size=8, steps_per_epoch=1),
         cwd=tmp_path,
     )
     assert again.returncode == 0, again.stderr
@@ -253,12 +233,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_data,
     resumed = run_script(
         "train.py",
         "-resume",
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        one_step_run,
-        "--log-dir",
-        tmp_path / "logs",
+        *flags(data_dir=tiny_data, ckpt_dir=one_step_run, log_dir=tmp_path / "logs"),
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr
@@ -295,14 +270,9 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
     monkeypatch.setattr(test_script, "evaluate", evaluate_while_training_saves)
     args = test_script.get_args_parser().parse_args(
         [
-            "--data-dir",
-            tiny_data,
-            "--ckpt-dir",
-            str(one_step_run),
-            "--json",
-            str(tmp_path / "results.json"),
-            "--precision",
-            "float32",
+            *flags(
+                data_dir=tiny_data, ckpt_dir=str(one_step_run), json=str(tmp_path / "results.json"), precision="float32"
+            ),
         ]
     )
     test_script.main(args)

@@ -14,7 +14,7 @@ import alexnet
 import run_folder
 import settings
 import training
-from conftest import ROOT, SCRIPT_ENV, run_script
+from conftest import ROOT, SCRIPT_ENV, flags, run_script
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
 
@@ -57,18 +57,7 @@ def test_test_py_reports_top1_and_topk(trained, tiny_data):
     work, _, _ = trained
     result = run_script(
         "test.py",
-        "--data-dir",
-        tiny_data,
-        "--ckpt-dir",
-        work / "ckpt",
-        "--limit",
-        12,
-        "--k-crops",
-        2,
-        "--top-k",
-        3,
-        "--json",
-        work / "results.json",
+        *flags(data_dir=tiny_data, ckpt_dir=work / "ckpt", limit=12, k_crops=2, top_k=3, json=work / "results.json"),
         cwd=work,
     )
     assert result.returncode == 0, result.stderr

@@ -16,7 +16,7 @@ import prepared_shards
 import run_folder
 import sample_dataset
 import train
-from conftest import SCRIPT_ENV, script_command
+from conftest import SCRIPT_ENV, flags, script_command
 
 
 @pytest.mark.parametrize("name", ["../outside", "/etc/passwd", "link-out"])
@@ -116,18 +116,14 @@ def ports_listened_on_while_training(tiny_data, tmp_path, env):
         script_command(
             "train.py",
             "-scratch",
-            "--data-dir",
-            tiny_data,
-            "--ckpt-dir",
-            tmp_path / "ckpt",
-            "--log-dir",
-            tmp_path / "logs",
-            "--epochs",
-            1,
-            "--steps-per-epoch",
-            2,
-            "--batch-size",
-            8,
+            *flags(
+                data_dir=tiny_data,
+                ckpt_dir=tmp_path / "ckpt",
+                log_dir=tmp_path / "logs",
+                epochs=1,
+                steps_per_epoch=2,
+                batch_size=8,
+            ),
             "--overwrite",
         ),
         cwd=tmp_path,
