@@ -49,6 +49,19 @@ def flags(**options):
     return tuple(item for name, value in options.items() for item in (f"--{name.replace('_', '-')}", value))
 
 
+def two_step_run(data_dir, work, **options):
+    """The options of a -scratch run of two steps of 8 images on `data_dir`, its folders in `work`."""
+    return flags(
+        data_dir=data_dir,
+        ckpt_dir=work / "ckpt",
+        log_dir=work / "logs",
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=8,
+        **options,
+    )
+
+
 def run_script(script, *args, cwd=ROOT, env=None):
     """Runs one of the project's scripts as a user would; returns the CompletedProcess (text, not checked)."""
     return subprocess.run(

@@ -18,7 +18,7 @@ import alexnet
 import data_reader
 import errors
 import run_folder
-from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_script, script_command
+from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_script, script_command, two_step_run
 
 
 @pytest.mark.slow
@@ -92,15 +92,7 @@ def test_a_checkpoint_that_cannot_be_written_is_a_one_line_error(tiny_data, tmp_
         *script_command(
             "train.py",
             "-scratch",
-            *flags(
-                data_dir=tiny_data,
-                ckpt_dir=tmp_path / "ckpt",
-                log_dir=tmp_path / "logs",
-                epochs=1,
-                steps_per_epoch=2,
-                batch_size=8,
-                save_every=1,
-            ),
+            *two_step_run(tiny_data, tmp_path, save_every=1),
         ),
     ]
     result = subprocess.run(limited, cwd=tmp_path, env=SCRIPT_ENV, capture_output=True, text=True, timeout=600)

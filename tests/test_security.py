@@ -16,7 +16,7 @@ import prepared_shards
 import run_folder
 import sample_dataset
 import train
-from conftest import SCRIPT_ENV, flags, script_command
+from conftest import SCRIPT_ENV, script_command, two_step_run
 
 
 @pytest.mark.parametrize("name", ["../outside", "/etc/passwd", "link-out"])
@@ -116,14 +116,7 @@ def ports_listened_on_while_training(tiny_data, tmp_path, env):
         script_command(
             "train.py",
             "-scratch",
-            *flags(
-                data_dir=tiny_data,
-                ckpt_dir=tmp_path / "ckpt",
-                log_dir=tmp_path / "logs",
-                epochs=1,
-                steps_per_epoch=2,
-                batch_size=8,
-            ),
+            *two_step_run(tiny_data, tmp_path),
             "--overwrite",
         ),
         cwd=tmp_path,
