@@ -89,10 +89,9 @@ def decode_rgb(encoded):
 def decodes(encoded):
     """The shape of the decoded image, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still reads all
     of their data): an InvalidArgumentError for a file that does not decode."""
-    encoded = bounded(encoded)
     return tf.cond(
         tf.io.is_jpeg(encoded),
-        lambda: tf.shape(tf.io.decode_jpeg(encoded, channels=3, ratio=8)),
+        lambda: tf.shape(tf.io.decode_jpeg(bounded(encoded), channels=3, ratio=8)),
         lambda: tf.shape(decode_rgb(encoded)),
     )
 
@@ -224,12 +223,16 @@ def load_image_crops(path, mean, crops, k_crops, seed=0):
         encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
     else:
         if pixels > MAX_IMAGE_PIXELS:
-            raise DataError(
-                f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project "
-                "decodes: give a smaller image"
-            )
+            raise too_large(path, pixels)
     return eval_crops(
         encoded, tf.constant(mean, tf.float32), crops, crops_per_image(crops, k_crops), tf.constant([seed, 0], tf.int64)
+    )
+
+
+def too_large(path, pixels):
+    return DataError(
+        f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project decodes: give a smaller "
+        "image"
     )
 
 
@@ -237,10 +240,7 @@ def _pillow_rgb(path):
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise DataError(
-                    f"{path} declares {image.width * image.height:,} pixels, more than the "
-                    f"{MAX_IMAGE_PIXELS:,} this project decodes: give a smaller image"
-                )
+                raise too_large(path, image.width * image.height)
             return image.convert("RGB")
     except (OSError, Image.UnidentifiedImageError, Image.DecompressionBombError) as error:  # be specific: what
         # Pillow raises for files that are not images, truncated ones, and its own pixel bound

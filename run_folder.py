@@ -57,18 +57,20 @@ def save_config(ckpt_dir, config):
     os.replace(path + ".tmp", path)
 
 
-def has_config(ckpt_dir):
-    return os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME))
-
-
-def load_config(ckpt_dir):
-    """The run's config, upgraded to the current version; a CheckpointError for a folder without a run."""
+def config_path(ckpt_dir):
+    """The path of the run's config.json; a CheckpointError for a folder without a run."""
     path = os.path.join(ckpt_dir, CONFIG_NAME)
     if not os.path.isfile(path):
         raise CheckpointError(
             f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
             "train one with `python train.py -scratch`, or pass --ckpt-dir"
         )
+    return path
+
+
+def load_config(ckpt_dir):
+    """The run's config, upgraded to the current version; a CheckpointError for a folder without a run."""
+    path = config_path(ckpt_dir)
     check_size(path, CONFIG_MAX_BYTES, CheckpointError, "pass another --ckpt-dir")
     try:
         with open(path) as f:
@@ -101,7 +103,7 @@ def check_classes(config, wnids, ckpt_dir, data_dir):
 def latest_checkpoint(ckpt_dir):
     """The path of the run's latest complete checkpoint; a CheckpointError for a folder without a run or without
     a checkpoint."""
-    load_config(ckpt_dir)
+    config_path(ckpt_dir)
     path = tf.train.latest_checkpoint(ckpt_dir)
     if path is None:
         raise CheckpointError(
@@ -190,12 +192,15 @@ def check_free_space(ckpt_dir, *, size, kept, saved, reclaimable=0, elsewhere="c
         )
 
 
+def kept_checkpoints(chief):
+    """The checkpoints a process keeps: the run's last KEEP_CHECKPOINTS on the chief, the last one on the other
+    workers, whose copy nobody reads."""
+    return KEEP_CHECKPOINTS if chief else 1
+
+
 def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
-    """The checkpoint manager of this process: the run's last KEEP_CHECKPOINTS on the chief, the last one on the
-    other workers, whose copy nobody reads."""
-    return tf.train.CheckpointManager(
-        checkpoint, ckpt_dir, KEEP_CHECKPOINTS if chief else 1, checkpoint_name=CHECKPOINT_PREFIX
-    )
+    """The checkpoint manager of this process, keeping kept_checkpoints(chief)."""
+    return tf.train.CheckpointManager(checkpoint, ckpt_dir, kept_checkpoints(chief), checkpoint_name=CHECKPOINT_PREFIX)
 
 
 @tf.function
@@ -221,8 +226,11 @@ class Checkpointer(keras.callbacks.Callback):
         super().__init__()
         self.manager, self.save_every, self.epoch_start, self.saved_at = manager, save_every, 0, 0
 
+    def current_step(self):
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = self.saved_at = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self.epoch_start = self.saved_at = self.current_step()
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.epoch_start + batch
@@ -237,7 +245,7 @@ class Checkpointer(keras.callbacks.Callback):
             )
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)))
+        self.save(self.current_step())
 
     def last_good(self):
         latest = self.manager.latest_checkpoint

@@ -185,7 +185,7 @@ def start_saving(settings, config, *, model, checkpoint, ckpt_dir, chief):
     run_folder.check_free_space(
         ckpt_dir,
         size=run_folder.checkpoint_bytes(model),
-        kept=run_folder.KEEP_CHECKPOINTS if chief else 1,
+        kept=run_folder.kept_checkpoints(chief),
         saved=len(state.all_model_checkpoint_paths) if state else 0,
         reclaimable=run_folder.size_on_disk(stale),
         elsewhere="choose another --ckpt-dir" if chief else "set TMPDIR to a larger disk on this worker",

@@ -144,8 +144,8 @@ def epoch_steps(num_images, batch_size, save_every):
     """The steps of an epoch, one pass over `num_images`, less the few that make it a multiple of the steps of a
     Keras call when they are at most MAX_DROPPED_STEPS of it (on ImageNet at batch 128: 10,008 steps, not 10,009;
     each epoch draws its own order, so no image is left out for good)."""
-    steps = num_images // batch_size
-    whole = steps // math.gcd(STEPS_PER_EXECUTION, save_every) * math.gcd(STEPS_PER_EXECUTION, save_every)
+    steps, call = num_images // batch_size, math.gcd(STEPS_PER_EXECUTION, save_every)
+    whole = steps // call * call
     return whole if steps - whole <= MAX_DROPPED_STEPS * steps else steps
 
 

@@ -240,9 +240,9 @@ def training_step_rate(tf, training, precision, sizes):
         "architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
         "settings": {
             "seed": 0,
-            "lr": 0.01,
-            "momentum": 0.9,
-            "weight_decay": 5e-4,
+            "lr": training.LEARNING_RATE,
+            "momentum": training.MOMENTUM,
+            "weight_decay": training.WEIGHT_DECAY,
             "deterministic": False,
             "precision": precision,
             "batch_size": batch,
