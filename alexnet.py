@@ -24,6 +24,16 @@ LRN_DEPTH_RADIUS = 2  # n = 5 adjacent channels
 LRN_BIAS = 2.0  # k
 LRN_ALPHA = 1e-4  # alpha
 LRN_BETA = 0.75  # beta
+PAPER_LRN = {"depth_radius": LRN_DEPTH_RADIUS, "bias": LRN_BIAS, "alpha": LRN_ALPHA, "beta": LRN_BETA}
+
+# Caffe's BVLC reference AlexNet (models/bvlc_alexnet/deploy.prototxt), the network of the published bvlc_alexnet
+# weights: 227x227 input, conv1 without padding, two groups, LRN local_size 5, alpha 1e-4 (divided by 5), k 1
+CAFFE_BVLC = {
+    "image_size": 227,
+    "conv1_padding": 0,
+    "groups": 2,
+    "lrn": {"depth_radius": 2, "bias": 1.0, "alpha": 1e-4 / 5, "beta": 0.75},
+}
 
 # Initialisation, paper §5
 WEIGHT_STDDEV = 0.01  # weights ~ N(0, 0.01)
@@ -59,7 +69,15 @@ class LocalResponseNormalization(layers.Layer):
         }
 
 
-def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexnet"):
+def alexnet(
+    num_classes=NUM_CLASSES,
+    groups=GROUPS,
+    dropout=DROPOUT,
+    image_size=IMAGE_SIZE,
+    conv1_padding=CONV1_PADDING,
+    lrn=None,
+    name="alexnet",
+):
     """AlexNet of Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional Neural
     Networks", NIPS 2012.
 
@@ -72,22 +90,26 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
             connectivity in conv2, conv4 and conv5 (60,965,224 parameters). On CPU, TF's grouped convolutions
             train about 3x (float32) to 7x (bf16) slower than the single tower.
         dropout: rate of the two dropout layers.
+        image_size, conv1_padding, lrn: the input's side, conv1's zero padding and the LRN constants
+            (depth_radius, bias, alpha, beta as tf.nn.local_response_normalization takes them; default PAPER_LRN).
+            The paper's are the defaults; `alexnet(num_classes, **CAFFE_BVLC)` is Caffe's BVLC reference net.
 
     Returns:
-        A `keras.Model` from 224x224x3 mean-subtracted pixels (0..255 scale) to float32 logits, float32 even under
-        a mixed-precision policy.
+        A `keras.Model` from image_size x image_size x 3 mean-subtracted pixels (0..255 scale) to float32 logits,
+        float32 even under a mixed-precision policy.
     """
 
     def conv(filters, size, layer_name, **kwargs):
         return layers.Conv2D(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
 
-    inputs = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
-    x = layers.ZeroPadding2D(CONV1_PADDING, name="pad1")(inputs)
+    lrn = lrn or PAPER_LRN
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.ZeroPadding2D(conv1_padding, name="pad1")(inputs) if conv1_padding else inputs
     x = conv(96, 11, "conv1", strides=4)(x)
-    x = LocalResponseNormalization(name="norm1")(x)
+    x = LocalResponseNormalization(**lrn, name="norm1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     x = conv(256, 5, "conv2", padding="same", groups=groups)(x)
-    x = LocalResponseNormalization(name="norm2")(x)
+    x = LocalResponseNormalization(**lrn, name="norm2")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool2")(x)
     x = conv(384, 3, "conv3", padding="same")(x)
     x = conv(384, 3, "conv4", padding="same", groups=groups)(x)
@@ -100,6 +122,19 @@ def alexnet(num_classes=NUM_CLASSES, groups=GROUPS, dropout=DROPOUT, name="alexn
     x = layers.Dropout(dropout, name="drop7")(x)
     logits = layers.Dense(num_classes, name="fc8", dtype="float32", **_init("fc8"))(x)
     return keras.Model(inputs, logits, name=name)
+
+
+def architecture(**changes):
+    """The builder's arguments, the paper's unless `changes` says otherwise, as config.json records them."""
+    return {
+        "num_classes": NUM_CLASSES,
+        "groups": GROUPS,
+        "dropout": DROPOUT,
+        "image_size": IMAGE_SIZE,
+        "conv1_padding": CONV1_PADDING,
+        "lrn": PAPER_LRN,
+        **changes,
+    }
 
 
 def _init(layer_name):

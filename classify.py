@@ -40,7 +40,9 @@ def get_args_parser():
 
 def main(args):
     model, config = alexnet.load_trained(args.ckpt_dir)
-    crops = preprocessing.load_image_crops(args.image, config["mean"], args.crops, args.k_crops, args.seed)
+    crops = preprocessing.load_image_crops(
+        args.image, preprocessing.from_config(config), args.crops, args.k_crops, args.seed
+    )
     probabilities = alexnet.crop_averaging(model, crops.shape[0]).predict(crops[None], verbose=0)[0]
     print("AlexNet saw:")
     for index in np.argsort(probabilities)[::-1][: args.top_k]:

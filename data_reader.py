@@ -17,6 +17,9 @@ num_children, children, wordnet_height, num_train_images. We read ILSVRC2012_ID,
 the 1000 classes are the leaves (num_children == 0), IDs 1..1000, which are *not* in sorted-WNID order.
 Class index = ILSVRC2012_ID - 1, for the training folders and the ground-truth file alike.
 
+Caffe's class file `synset_words.txt` (from its `data/ilsvrc12/get_ilsvrc_aux.sh`) has one `WNID words` line per
+class, in sorted-WNID order, the order of the BVLC models' outputs; `read_synset_words` reads it.
+
 `--data-dir` may also name a folder of prepared shards (`prepared_shards.py` writes it; recognised by its
 prepared.json): a Split then lists the shards and their record counts instead of image files.
 
@@ -27,6 +30,7 @@ import argparse
 import collections
 import json
 import os
+import re
 
 import numpy as np
 import scipy.io
@@ -46,13 +50,17 @@ PREPARED_MANIFEST = "prepared.json"  # written last by prepared_shards.prepare: 
 META_MAT_MAX_BYTES = 64 * 2**20  # the devkit's meta.mat holds 1,860 synsets
 GROUND_TRUTH_MAX_BYTES = 16 * 2**20  # 50,000 lines of at most 4 digits: about 250 KB
 MANIFEST_MAX_BYTES = 256 * 2**20  # 1,152 shard names and counts, and the unreadable files' paths
+SYNSET_WORDS_MAX_BYTES = 2**20  # Caffe's synset_words.txt is 31 KB
+NUM_CLASSES = 1000  # ILSVRC2012's leaf synsets
+WNID_PATTERN = re.compile(r"n\d{8}")
 
 Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
 
 
-class Split(collections.namedtuple("Split", "paths labels shard_sizes")):
+class Split(collections.namedtuple("Split", "paths labels shard_sizes label_map", defaults=(None,))):
     """The images of the training or the validation set: image files and their labels (shard_sizes None), or
-    prepared TFRecord shards (paths of the shards, labels None, shard_sizes their record counts)."""
+    prepared TFRecord shards (paths of the shards, labels None, shard_sizes their record counts; label_map, when not
+    None, the label to give each label the shards hold)."""
 
     @property
     def prepared(self):
@@ -74,7 +82,16 @@ class Split(collections.namedtuple("Split", "paths labels shard_sizes")):
             return Split(self.paths[:count], self.labels[:count], None)
         sizes = np.minimum(self.shard_sizes, np.maximum(count - np.cumsum([0, *self.shard_sizes[:-1]]), 0))
         kept = [i for i, size in enumerate(sizes) if size]
-        return Split([self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept])
+        return Split([self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept], self.label_map)
+
+    def relabeled(self, order):
+        """This split with each label l replaced by order[l] (None: unchanged): the dataset's labels as a run's
+        fc8 rows (run_folder.class_order)."""
+        if order is None:
+            return self
+        if self.prepared:
+            return self._replace(label_map=order if self.label_map is None else order[self.label_map])
+        return self._replace(labels=[int(order[label]) for label in self.labels])
 
     def without(self, unreadable, quiet=False):
         """This split less the unreadable files, each named in a warning unless `quiet`; prepared shards hold
@@ -112,6 +129,30 @@ def load_synsets(meta_mat_path):
     if [s.ilsvrc_id for s in leaves] != list(range(1, len(leaves) + 1)):
         raise DataError(f"{meta_mat_path}: the leaf synsets' ILSVRC2012_IDs are not 1..{len(leaves)}: {fix}")
     return leaves
+
+
+def read_synset_words(path):
+    """The classes of Caffe's synset_words.txt, in its order (ilsvrc_id 0: the file has none); a DataError unless
+    it holds NUM_CLASSES lines `WNID words` with distinct WNIDs in sorted order."""
+    fix = f"give Caffe's synset_words.txt ({NUM_CLASSES} lines `n01440764 tench, Tinca tinca`, sorted by WNID)"
+    try:
+        check_size(path, SYNSET_WORDS_MAX_BYTES, DataError, fix)
+        with open(path, encoding="utf-8") as f:
+            lines = [line.rstrip("\n") for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as error:  # be specific: a missing, unreadable or binary file
+        raise DataError(f"cannot read {path} as a class file ({error}): {fix}") from None
+    synsets = []
+    for number, line in enumerate(lines, 1):
+        wnid, _, words = line.strip().partition(" ")
+        if not WNID_PATTERN.fullmatch(wnid) or not words.strip():
+            raise DataError(f"{path}, line {number}: {line[:60]!r} is not `WNID words`: {fix}")
+        synsets.append(Synset(0, wnid, words.strip()))
+    wnids = [s.wnid for s in synsets]
+    if len(synsets) != NUM_CLASSES:
+        raise DataError(f"{path} has {len(synsets)} classes, not {NUM_CLASSES}: {fix}")
+    if wnids != sorted(set(wnids)):
+        raise DataError(f"{path}: its WNIDs are not distinct and in sorted order: {fix}")
+    return synsets
 
 
 def list_train(data_dir, synsets):

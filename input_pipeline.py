@@ -6,6 +6,8 @@ crop and augmentation from (seed, epoch, position), so that a resumed run sees e
 would have seen, and each worker of a cluster reads its own share.
 """
 
+import dataclasses
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -88,12 +90,20 @@ def _shard_stream(split, plan):
         records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
         order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
         return (
-            *prepared_shards.parse_records(tf.gather(records, order)),
+            *_parsed(split, tf.gather(records, order)),
             tf.fill([end - start], epoch),
             position + tf.range(end - start),
         )
 
     return tf.data.Dataset.from_tensor_slices(plan).map(shard_slice, num_parallel_calls=SHARDS_IN_FLIGHT).unbatch()
+
+
+def _parsed(split, records):
+    """(encoded images, labels) of prepared records, the labels mapped by the split's label_map."""
+    images, labels = prepared_shards.parse_records(records)
+    if split.label_map is None:
+        return images, labels
+    return images, tf.gather(tf.constant(split.label_map, labels.dtype), labels)
 
 
 def shard_plan(shard_sizes, *, per_epoch, first_epoch, epochs, seed, skip, part=0, parts=1):
@@ -126,7 +136,7 @@ def shard_plan(shard_sizes, *, per_epoch, first_epoch, epochs, seed, skip, part=
 def train_dataset(
     split,
     *,
-    mean,
+    spec,
     batch_size,
     steps_per_epoch,
     first_epoch,
@@ -140,15 +150,15 @@ def train_dataset(
     deterministic=True,
 ):
     """Batches of `replica_batch_size` (default: the pipeline's share of `batch_size`, the global batch) of
-    `train_elements`, decoded, cropped and augmented with seeds from (seed, epoch, position). Not `deterministic`:
+    `train_elements`, decoded, cropped and augmented as the Preprocessing `spec` says, with seeds from (seed, epoch,
+    position). Not `deterministic`:
     an image that decodes slowly lets the next ones pass it, so that neighbouring images may change batches; each
     image keeps its own crop and augmentation, and a resumed run still neither repeats nor skips one."""
-    mean = tf.constant(mean, tf.float32)
     fetch = tf.identity if split.prepared else tf.io.read_file
 
     def load(item, label, epoch, position):
         element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
-        return preprocessing.train_crop(fetch(item), mean, augment, element_seed), label
+        return preprocessing.train_crop(fetch(item), spec, augment, element_seed), label
 
     elements = train_elements(
         split,
@@ -175,7 +185,7 @@ def encoded_images(split):
             tf.data.TFRecordDataset(split.paths)
             .take(split.num_images)
             .batch(256)
-            .map(prepared_shards.parse_records)
+            .map(lambda records: _parsed(split, records))
             .unbatch()
         )
     return tf.data.Dataset.from_tensor_slices((split.paths, split.labels)).map(
@@ -183,14 +193,13 @@ def encoded_images(split):
     )
 
 
-def eval_dataset(split, *, mean, batch_size, crops="center", k_crops=1, seed=0):
-    """Batches of (images (B, K, 224, 224, 3), labels), in stored order."""
-    mean = tf.constant(mean, tf.float32)
+def eval_dataset(split, *, spec, batch_size, crops="center", k_crops=1, seed=0):
+    """Batches of (images (B, K, crop, crop, 3) as the Preprocessing `spec` makes them, labels), in stored order."""
     k = preprocessing.crops_per_image(crops, k_crops)
 
     def load(index, item):
         encoded, label = item
-        return preprocessing.eval_crops(encoded, mean, crops, k, tf.stack([tf.cast(seed, tf.int64), index])), label
+        return preprocessing.eval_crops(encoded, spec, crops, k, tf.stack([tf.cast(seed, tf.int64), index])), label
 
     return (
         encoded_images(split)
@@ -201,9 +210,11 @@ def eval_dataset(split, *, mean, batch_size, crops="center", k_crops=1, seed=0):
     )
 
 
-def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0):
-    """Per-channel mean of the centre 224 crops of up to `max_images` randomly chosen training images (prepared
-    training shards hold the images in random order: their first ones are a random choice)."""
+def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0, spec=None):
+    """Per-channel mean, in `spec`'s channel order, of the centre crops of up to `max_images` randomly chosen
+    training images (prepared training shards hold the images in random order: their first ones are a random
+    choice)."""
+    spec = dataclasses.replace(spec or preprocessing.Preprocessing(), mean=(0.0, 0.0, 0.0))
     if split.prepared:
         images = encoded_images(split).take(max_images).map(lambda encoded, label: encoded)
         count = min(max_images, split.num_images)
@@ -212,7 +223,7 @@ def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0):
         images = tf.data.Dataset.from_tensor_slices([split.paths[i] for i in chosen]).map(tf.io.read_file)
         count = len(chosen)
     dataset = images.map(
-        lambda encoded: tf.reduce_mean(preprocessing.eval_crops(encoded, 0.0, "center", 1, [0, 0]), axis=(0, 1, 2)),
+        lambda encoded: tf.reduce_mean(preprocessing.eval_crops(encoded, spec, "center", 1, [0, 0]), axis=(0, 1, 2)),
         num_parallel_calls=tf.data.AUTOTUNE,
     ).batch(256)
     progress = keras.utils.Progbar(count, unit_name="image")

@@ -3,7 +3,9 @@ times faster than the image files (README, Performance).
 
 Every image is decoded, resized to shorter side 256 and re-encoded as a JPEG of quality 95; this is our format, not
 tensorflow/models' build_imagenet_data.py's, which keeps the original JPEG bytes, and only the shard names and the
-record fields follow theirs. Unreadable images are skipped and named. The run is resumable: the plan is kept in
+record fields follow theirs. The resize is our runs' (preprocessing.Preprocessing()); a run with another
+preprocessing (an imported Caffe run warps to 256x256) resizes the prepared images again. Unreadable images are
+skipped and named. The run is resumable: the plan is kept in
 OUT_DIR, each shard is written under a temporary name and renamed when complete, and a call after an interruption
 writes only the shards missing.
 
@@ -154,7 +156,9 @@ def write_shard(source_dir, entries, synsets, path, progress):
     """One shard: every image decoded, resized to shorter side 256, encoded as JPEG; returns the unreadable ones."""
 
     def encode(index, file_path):
-        image = preprocessing.resize_shorter_side(preprocessing.decode_rgb(tf.io.read_file(file_path)))
+        image = preprocessing.resized(
+            preprocessing.decode_rgb(tf.io.read_file(file_path)), preprocessing.Preprocessing()
+        )
         pixels = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
         return index, tf.io.encode_jpeg(pixels, quality=JPEG_QUALITY), tf.shape(pixels)[:2]
 

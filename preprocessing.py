@@ -1,11 +1,13 @@
 """Every step from an encoded image to the network's input, for training, evaluation, classify.py and export alike.
 
-Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP), resize the shorter side to 256, crop 224 (random for
-training; random, centre or ten crops for evaluation), augment (training only), subtract the training set's
-per-channel mean; pixels stay on the 0..255 scale, as in the seed and the paper. No other module holds a
-preprocessing constant.
+Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP), resize (ours: the shorter side to 256; Caffe's: a
+256x256 warp), crop (ours 224, Caffe's 227; random for training; random, centre or ten crops for evaluation), augment
+(training only), order the channels (ours RGB, Caffe's BGR) and subtract the per-channel mean; pixels stay on the
+0..255 scale, as in the seed, the paper and Caffe. A run's `Preprocessing` is the "preprocessing" block of its
+config.json, which every script reads. No other module holds a preprocessing constant.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -15,10 +17,19 @@ from PIL import Image
 import startup
 from errors import DataError
 
-# Paper §2 and §4.1
+# Paper §2 and §4.1; the ten-crop test takes corners and centre of the central RESIZE_SHORTER square
 RESIZE_SHORTER = 256  # shorter side rescaled to 256
 CROP_SIZE = 224  # random 224x224 patches
-TEN_CROP_SQUARE = 256  # ten-crop test takes corners and centre of the central 256x256 square, paper §4.1
+RESIZES = ("shorter", "square")  # shorter side to the size, keeping the aspect (paper §2); both sides (Caffe's warp)
+CHANNEL_ORDERS = ("RGB", "BGR")
+
+# Caffe's BVLC reference AlexNet (models/bvlc_alexnet/deploy.prototxt, examples/00-classification.ipynb): images
+# warped to 256x256 (OpenCV's bilinear resize, no antialiasing), 227x227 crops, BGR, minus ilsvrc_2012_mean.npy
+# averaged over its pixels
+CAFFE_CROP_SIZE = 227
+CAFFE_RESIZE_SIZE = 256
+CAFFE_MEAN_BGR = (104.0069879317889, 116.66876761696767, 122.6789143406786)
+
 JPEG_RATIOS = (1, 2, 4, 8)  # the DCT downscalings libjpeg offers
 
 # PCA colour augmentation, paper §4.1: alpha ~ N(0, 0.1) along the RGB covariance's eigenvectors.
@@ -32,6 +43,52 @@ EVAL_CROPS = ("random", "center", "ten")
 # Ours: a header declaring more pixels than this is refused before anything is decoded (a decompression bomb would
 # otherwise allocate gigabytes); 100 megapixels is 300 MB as RGB, far above a camera photograph's 12 to 50.
 MAX_IMAGE_PIXELS = 100_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How a run turns a decoded image into the network's input: config.json's "preprocessing" block.
+
+    crop_size: side of the square crops (the network's input); resize: "shorter" (the shorter side to resize_size,
+    aspect kept) or "square" (both sides to resize_size); antialias: whether downscaling filters first;
+    channel_order: "RGB" or "BGR"; mean: subtracted per channel, in channel_order."""
+
+    crop_size: int = CROP_SIZE
+    resize: str = "shorter"
+    resize_size: int = RESIZE_SHORTER
+    antialias: bool = True
+    channel_order: str = "RGB"
+    mean: tuple = (0.0, 0.0, 0.0)
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        if self.resize not in RESIZES or self.channel_order not in CHANNEL_ORDERS or len(self.mean) != 3:
+            raise ValueError(f"not a preprocessing: {self}")
+        if not 0 < self.crop_size <= self.resize_size:
+            raise ValueError(f"crop_size {self.crop_size} does not fit in resize_size {self.resize_size}")
+
+    def to_config(self):
+        return {**dataclasses.asdict(self), "mean": list(self.mean)}
+
+    def rgb_offset(self):
+        """What is added to an RGB crop before its channels are ordered: minus the mean, in RGB order."""
+        mean = self.mean if self.channel_order == "RGB" else self.mean[::-1]
+        return -tf.constant(mean, tf.float32)
+
+
+def from_config(config):
+    """The run's Preprocessing, from its config.json."""
+    return Preprocessing(**config["preprocessing"])
+
+
+CAFFE = Preprocessing(
+    crop_size=CAFFE_CROP_SIZE,
+    resize="square",
+    resize_size=CAFFE_RESIZE_SIZE,
+    antialias=False,
+    channel_order="BGR",
+    mean=CAFFE_MEAN_BGR,
+)
 
 
 def declared_pixels(encoded):
@@ -96,41 +153,47 @@ def decodes(encoded):
     )
 
 
-def resized_shape(shape, size=RESIZE_SHORTER):
-    """The (height, width) an image of `shape` takes with its shorter side resized to `size`, and the scale."""
+def resized_shape(shape, spec):
+    """The (height, width) an image of `shape` takes when resized as `spec` (a Preprocessing) says, and the scale
+    of each."""
     shape = tf.cast(shape, tf.float32)
+    size = spec.resize_size
+    if spec.resize == "square":
+        return tf.constant([size, size], tf.int32), size / shape
     scale = size / tf.reduce_min(shape)
-    return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size), scale
+    return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size), tf.stack([scale, scale])
 
 
-def resize_shorter_side(image, size=RESIZE_SHORTER):
-    new_shape, _ = resized_shape(tf.shape(image)[:2], size)
-    return tf.image.resize(image, new_shape, antialias=True)
+def resized(image, spec):
+    new_shape, _ = resized_shape(tf.shape(image)[:2], spec)
+    return tf.image.resize(image, new_shape, antialias=spec.antialias)
 
 
-def random_crop_offset(image_shape, seed):
-    """The top-left corner of a uniformly random CROP_SIZE window in an image of `image_shape` (height, width)."""
-    room = tf.cast(image_shape - CROP_SIZE + 1, tf.float32)
+def random_crop_offset(image_shape, seed, crop_size):
+    """The top-left corner of a uniformly random `crop_size` window in an image of `image_shape` (height, width)."""
+    room = tf.cast(image_shape - crop_size + 1, tf.float32)
     return tf.cast(tf.random.stateless_uniform([2], seed) * room, tf.int32)
 
 
-def random_crop_reference(encoded, seed):
-    """Decode, resize the shorter side to 256, crop 224 at a random place: the definition of the training crop."""
-    image = resize_shorter_side(decode_rgb(encoded))
-    top, left = tf.unstack(random_crop_offset(tf.shape(image)[:2], seed))
-    return tf.image.crop_to_bounding_box(image, top, left, CROP_SIZE, CROP_SIZE)
+def random_crop_reference(encoded, spec, seed):
+    """Decode, resize, crop at a random place: the definition of the training crop."""
+    image = resized(decode_rgb(encoded), spec)
+    size = spec.crop_size
+    top, left = tf.unstack(random_crop_offset(tf.shape(image)[:2], seed, size))
+    return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
-def random_crop_jpeg(encoded, seed):
+def random_crop_jpeg(encoded, spec, seed):
     """The same crop of a JPEG, fast: the window is mapped back to the original's coordinates and only it is
-    decoded, at the largest DCT downscaling (1/2, 1/4, 1/8) that keeps it at least 224 pixels, then resized."""
+    decoded, at the largest DCT downscaling (1/2, 1/4, 1/8) that keeps it at least the crop's size, then resized."""
     encoded = bounded(encoded)
+    crop_size = spec.crop_size
     shape = tf.io.extract_jpeg_shape(encoded)[:2]
-    new_shape, scale = resized_shape(shape)
-    offset = tf.cast(random_crop_offset(new_shape, seed), tf.float32)
+    new_shape, scale = resized_shape(shape, spec)
+    offset = tf.cast(random_crop_offset(new_shape, seed, crop_size), tf.float32)
     origin = tf.minimum(tf.cast(tf.round(offset / scale), tf.int32), shape - 1)
-    size = tf.minimum(tf.cast(tf.round(CROP_SIZE / scale), tf.int32), shape - origin)
-    ratio_index = tf.reduce_sum(tf.cast(tf.reduce_min(size) >= CROP_SIZE * tf.constant([2, 4, 8]), tf.int32))
+    size = tf.maximum(tf.minimum(tf.cast(tf.round(crop_size / scale), tf.int32), shape - origin), 1)
+    ratio_index = tf.reduce_sum(tf.cast(tf.reduce_min(size) >= crop_size * tf.constant([2, 4, 8]), tf.int32))
 
     def decode_at(ratio):
         return lambda: tf.io.decode_and_crop_jpeg(
@@ -141,9 +204,9 @@ def random_crop_jpeg(encoded, seed):
     # The DCT scaling leaves a factor below 2, where bilinear needs no antialiasing (which costs 3x the decode);
     # prepared images need no resize at all.
     return tf.cond(
-        tf.reduce_all(tf.shape(window)[:2] == CROP_SIZE),
+        tf.reduce_all(tf.shape(window)[:2] == crop_size),
         lambda: tf.cast(window, tf.float32),
-        lambda: tf.image.resize(window, [CROP_SIZE, CROP_SIZE]),
+        lambda: tf.image.resize(window, [crop_size, crop_size]),
     )
 
 
@@ -154,61 +217,68 @@ def pca_lighting_offset(seed, stddev=PCA_STDDEV):
     return tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES)) * 255.0
 
 
-def train_crop(encoded, mean, augment, seed):
-    """One training example: random 224 crop of the 256-resized image, augmented, mean subtracted."""
+def train_crop(encoded, spec, augment, seed):
+    """One training example: a random crop of the resized image, augmented, its channels ordered, mean
+    subtracted."""
     seeds = tf.random.experimental.stateless_split(seed, 3)
     image = tf.cond(
         tf.io.is_jpeg(encoded),
-        lambda: random_crop_jpeg(encoded, seeds[0]),
-        lambda: random_crop_reference(encoded, seeds[0]),
+        lambda: random_crop_jpeg(encoded, spec, seeds[0]),
+        lambda: random_crop_reference(encoded, spec, seeds[0]),
     )
     mirror = augment in ("flip", "paper") and tf.random.stateless_uniform([], seeds[1]) < 0.5
-    offset = pca_lighting_offset(seeds[2]) - mean if augment == "paper" else -mean
-    return _mirrored_and_offset(image, mirror, offset)
+    offset = spec.rgb_offset()
+    if augment == "paper":
+        offset += pca_lighting_offset(seeds[2])
+    return _network_input(image, mirror, offset, spec.channel_order == "BGR")
 
 
-# XLA makes the mirror and the offset one pass over the pixels: TF's own broadcasting add of a per-channel offset
-# costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x faster).
+# XLA makes the mirror, the offset and the channel order one pass over the pixels: TF's own broadcasting add of a
+# per-channel offset costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x
+# faster).
 @tf.function(jit_compile=True)
-def _mirrored_and_offset(images, mirror, offset):
-    return tf.where(mirror, tf.reverse(images, [-2]), images) + offset
+def _network_input(images, mirror, offset, bgr):
+    shifted = tf.where(mirror, tf.reverse(images, [-2]), images) + offset
+    return tf.reverse(shifted, [-1]) if bgr else shifted
 
 
-def eval_crops(encoded, mean, crops, k_crops, seed):
-    """The crops test.py and classify.py average over, shape (K, 224, 224, 3), mean subtracted:
-    `random`: k_crops random crops; `center`: the centre crop (K = 1); `ten`: corners and centre of the central
-    256x256 square and their mirrors (K = 10, the paper's test)."""
-    image = resize_shorter_side(decode_rgb(encoded))
+def eval_crops(encoded, spec, crops, k_crops, seed):
+    """The crops test.py and classify.py average over, shape (K, crop_size, crop_size, 3), as the network takes
+    them: `random`: k_crops random crops; `center`: the centre crop (K = 1); `ten`: corners and centre of the central
+    resize_size square and their mirrors (K = 10, the paper's test and Caffe's oversampling)."""
+    image = resized(decode_rgb(encoded), spec)
+    size = spec.crop_size
     if crops == "random":
         patches = [
-            tf.image.stateless_random_crop(image, [CROP_SIZE, CROP_SIZE, 3], s)
+            tf.image.stateless_random_crop(image, [size, size, 3], s)
             for s in tf.unstack(tf.random.experimental.stateless_split(seed, k_crops))
         ]
     elif crops == "center":
-        patches = [_crop_at(image, 0.5, 0.5, image_extent=None)]
+        patches = [_crop_at(image, 0.5, 0.5, size, image_extent=None)]
     elif crops == "ten":
-        corners = [_crop_at(image, fy, fx, TEN_CROP_SQUARE) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5))]
+        square = spec.resize_size
+        corners = [_crop_at(image, fy, fx, size, square) for fy, fx in ((0, 0), (0, 1), (1, 0), (1, 1), (0.5, 0.5))]
         patches = corners + [tf.image.flip_left_right(patch) for patch in corners]
     else:
         raise ValueError(f"crops must be one of {EVAL_CROPS}, not {crops!r}")
-    return _mirrored_and_offset(tf.stack(patches), False, -mean)
+    return _network_input(tf.stack(patches), False, spec.rgb_offset(), spec.channel_order == "BGR")
 
 
 def crops_per_image(crops, k_crops):
     return {"random": k_crops, "center": 1, "ten": 10}[crops]
 
 
-def _crop_at(image, fy, fx, image_extent):
-    """The 224 crop at relative position (fy, fx) of the central `image_extent` square (None: whole image)."""
+def _crop_at(image, fy, fx, size, image_extent):
+    """The `size` crop at relative position (fy, fx) of the central `image_extent` square (None: whole image)."""
     height, width = tf.shape(image)[0], tf.shape(image)[1]
     extent_h = height if image_extent is None else tf.minimum(height, image_extent)
     extent_w = width if image_extent is None else tf.minimum(width, image_extent)
-    top = (height - extent_h) // 2 + tf.cast(fy * tf.cast(extent_h - CROP_SIZE, tf.float32), tf.int32)
-    left = (width - extent_w) // 2 + tf.cast(fx * tf.cast(extent_w - CROP_SIZE, tf.float32), tf.int32)
-    return tf.image.crop_to_bounding_box(image, top, left, CROP_SIZE, CROP_SIZE)
+    top = (height - extent_h) // 2 + tf.cast(fy * tf.cast(extent_h - size, tf.float32), tf.int32)
+    left = (width - extent_w) // 2 + tf.cast(fx * tf.cast(extent_w - size, tf.float32), tf.int32)
+    return tf.image.crop_to_bounding_box(image, top, left, size, size)
 
 
-def load_image_crops(path, mean, crops, k_crops, seed=0):
+def load_image_crops(path, spec, crops, k_crops, seed=0):
     """The eval crops of one image file, for classify.py; formats TF cannot decode go through Pillow. A file that
     is not an image, or declares more than MAX_IMAGE_PIXELS, is a DataError."""
     if not os.path.isfile(path):
@@ -224,9 +294,7 @@ def load_image_crops(path, mean, crops, k_crops, seed=0):
     else:
         if pixels > MAX_IMAGE_PIXELS:
             raise too_large(path, pixels)
-    return eval_crops(
-        encoded, tf.constant(mean, tf.float32), crops, crops_per_image(crops, k_crops), tf.constant([seed, 0], tf.int64)
-    )
+    return eval_crops(encoded, spec, crops, crops_per_image(crops, k_crops), tf.constant([seed, 0], tf.int64))
 
 
 def too_large(path, pixels):

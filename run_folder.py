@@ -1,8 +1,10 @@
 """The run folder (`--ckpt-dir`): its config.json, its checkpoints, and the rules that keep them safe.
 
     ckpt-alexnet/
-        config.json                  the run: architecture, classes (WNID, words), training mean, settings,
-                                     the unreadable images found at -scratch, the data layout; versioned
+        config.json                  the run: architecture, classes (WNID, words; fc8's order), preprocessing
+                                     (sizes, resize rule, channel order, mean), settings (null for imported
+                                     weights, with their "source"), the unreadable images found at -scratch, the
+                                     data layout; versioned
         checkpoint                   TensorFlow's index: names only complete checkpoints
         ckpt-1000.index, ckpt-1000.data-00000-of-00001 ...   weights, momentum, step, learning rate, plateau
                                      memory, dropout RNG; the last KEEP_CHECKPOINTS are kept
@@ -27,12 +29,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import preprocessing
 from errors import CheckpointError, RunError, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 CONFIG_NAME = "config.json"
-CONFIG_VERSION = 2  # 1: before the version field; 2: adds "version" (nothing else changed)
-CONFIG_KEYS = ("architecture", "classes", "mean", "settings", "unreadable")
+CONFIG_VERSION = 3  # 1: before the version field; 2: adds "version"; 3: "mean" moves into "preprocessing"
+CONFIG_KEYS = ("architecture", "classes", "preprocessing", "settings", "unreadable")
 CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
@@ -78,6 +81,8 @@ def load_config(ckpt_dir):
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # be specific: a damaged or foreign file
         raise CheckpointError(f"{path} is not a run's config ({error}): pass another --ckpt-dir") from None
     version = config.pop("version", 1) if isinstance(config, dict) else None
+    if isinstance(version, int) and version < 3 and "mean" in config:
+        config["preprocessing"] = preprocessing.Preprocessing(mean=config.pop("mean")).to_config()
     missing = [key for key in CONFIG_KEYS if key not in config] if isinstance(config, dict) else CONFIG_KEYS
     if not isinstance(version, int) or missing:
         raise CheckpointError(
@@ -88,16 +93,33 @@ def load_config(ckpt_dir):
             f"{path} has version {version}, newer than this code's {CONFIG_VERSION}: update the project (git pull)"
         )
     config.setdefault("layout", "image folders")  # version 1 runs before prepared shards
+    try:
+        spec = preprocessing.from_config(config)
+    except (TypeError, ValueError) as error:  # be specific: what the dataclass says of unknown or bad fields
+        raise CheckpointError(f"{path} has no valid preprocessing block ({error}): pass another --ckpt-dir") from None
+    image_size = config["architecture"].get("image_size", spec.crop_size)
+    if image_size != spec.crop_size:
+        raise CheckpointError(
+            f"{path} crops {spec.crop_size} pixels for a network of input {image_size}: pass another --ckpt-dir"
+        )
     return config
 
 
-def check_classes(config, wnids, ckpt_dir, data_dir):
-    """A CheckpointError unless the run was trained on exactly these classes, in this order."""
-    if [c["wnid"] for c in config["classes"]] != list(wnids):
+def class_order(config, wnids, ckpt_dir, data_dir):
+    """The run's index of each of the dataset's classes `wnids` (dataset label -> fc8 row), None when both orders
+    are the same; a CheckpointError unless the run has exactly these classes."""
+    run_wnids = [c["wnid"] for c in config["classes"]]
+    if run_wnids == list(wnids):
+        return None
+    if sorted(run_wnids) != sorted(wnids):
+        extra = sorted(set(run_wnids) ^ set(wnids))
         raise CheckpointError(
-            f"the run in {ckpt_dir} was trained on other classes than {data_dir}'s meta.mat: "
-            "pass the --data-dir it was trained on, or another --ckpt-dir"
+            f"the run in {ckpt_dir} has other classes than {data_dir}'s meta.mat ({len(run_wnids)} against "
+            f"{len(wnids)}, e.g. {', '.join(extra[:3]) or 'a class twice'} in one only): pass the --data-dir it was "
+            "trained on, or another --ckpt-dir"
         )
+    row = {wnid: index for index, wnid in enumerate(run_wnids)}
+    return np.array([row[wnid] for wnid in wnids], np.int32)
 
 
 def latest_checkpoint(ckpt_dir):

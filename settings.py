@@ -98,6 +98,11 @@ def resolve(args, *, saved=None, replicas=1):
     given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name) is not None}
     if saved is not None:
         kept = saved["settings"]
+        if kept is None:
+            raise UsageError(
+                f"{args.ckpt_dir} holds weights imported from {saved['source']['weights']}, not a run of "
+                "train.py: -resume continues train.py's runs"
+            )
         differing = [
             f"{name} {kept[name]}, not {value}"
             for name, value in given.items()

@@ -81,11 +81,12 @@ def main(args):
 
 
 def validation_set(args, config):
-    """The validation images and labels, checked to be of the classes the run was trained on."""
+    """The validation images, labelled with the run's fc8 rows (the dataset's classes matched to the run's by
+    WNID)."""
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    run_folder.check_classes(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    return data_reader.read_split(data_dir, synsets, "val").head(args.limit)
+    order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
+    return data_reader.read_split(data_dir, synsets, "val").relabeled(order).head(args.limit)
 
 
 def evaluate(model, config, split, args):
@@ -104,7 +105,12 @@ def evaluate(model, config, split, args):
         jit_compile=False,
     )
     dataset = input_pipeline.eval_dataset(
-        split, mean=config["mean"], batch_size=args.batch_size, crops=args.crops, k_crops=k, seed=args.seed
+        split,
+        spec=preprocessing.from_config(config),
+        batch_size=args.batch_size,
+        crops=args.crops,
+        k_crops=k,
+        seed=args.seed,
     )
     metrics = averaged.evaluate(dataset, return_dict=True)
     return {

@@ -11,10 +11,12 @@ import os
 
 import tensorflow as tf
 
+import alexnet
 import data_reader
 import distribute
 import errors
 import input_pipeline
+import preprocessing
 import run_folder
 import sample_dataset
 import settings as run_settings
@@ -56,10 +58,10 @@ def main(args):
     )
     data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample)
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
-    if saved is not None:
-        run_folder.check_classes(saved, [s.wnid for s in synsets], settings.ckpt_dir, data_dir)
-    train_split = data_reader.read_split(data_dir, synsets, "train")
-    val_split = data_reader.read_split(data_dir, synsets, "val")
+    wnids = [s.wnid for s in synsets]
+    order = None if saved is None else run_folder.class_order(saved, wnids, settings.ckpt_dir, data_dir)
+    train_split = data_reader.read_split(data_dir, synsets, "train").relabeled(order)
+    val_split = data_reader.read_split(data_dir, synsets, "val").relabeled(order)
     if settings.mode == "scratch" and strategy.extended.should_checkpoint:
         refuse_to_overwrite(settings)
         os.makedirs(settings.ckpt_dir, exist_ok=True)
@@ -150,9 +152,11 @@ def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
         readable(train_split, data_dir, unreadable["train"], quiet=True), seed=settings.seed
     )
     return {
-        "architecture": {"num_classes": len(synsets), "groups": settings.groups, "dropout": settings.dropout},
+        "architecture": alexnet.architecture(
+            num_classes=len(synsets), groups=settings.groups, dropout=settings.dropout
+        ),
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
-        "mean": mean,
+        "preprocessing": preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,

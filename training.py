@@ -15,6 +15,7 @@ import tensorflow as tf
 import alexnet
 import distribute
 import input_pipeline
+import preprocessing
 import run_folder
 from errors import RunError
 
@@ -227,7 +228,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     val = (
-        input_pipeline.eval_dataset(val_split, mean=config["mean"], batch_size=batch_size)
+        input_pipeline.eval_dataset(val_split, spec=preprocessing.from_config(config), batch_size=batch_size)
         .map(lambda crops, label: (crops[:, 0], label))
         .with_options(options)
     )
@@ -239,7 +240,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
         train = strategy.distribute_datasets_from_function(
             lambda context, first=first, last=last, skip=skip: input_pipeline.train_dataset(
                 train_split,
-                mean=config["mean"],
+                spec=preprocessing.from_config(config),
                 batch_size=batch_size,
                 steps_per_epoch=steps_per_epoch,
                 first_epoch=first,

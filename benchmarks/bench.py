@@ -137,13 +137,13 @@ def measure_pipelines(data_dir, sizes):
     synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
     split = data_reader.read_split(data_dir, synsets, "train")
     prepared = data_reader.read_split(data_dir + "-prepared", synsets, "train")
-    mean = [120.0, 115.0, 105.0]
+    spec = preprocessing.Preprocessing(mean=(120.0, 115.0, 105.0))
     batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
     steps = split.num_images // batch
     train, train_prepared = (
         input_pipeline.train_dataset(
             data,
-            mean=mean,
+            spec=spec,
             batch_size=batch,
             steps_per_epoch=steps,
             first_epoch=0,
@@ -155,7 +155,7 @@ def measure_pipelines(data_dir, sizes):
     )
     evaluation = input_pipeline.eval_dataset(
         data_reader.Split(split.paths * epochs, split.labels * epochs, None),
-        mean=mean,
+        spec=spec,
         batch_size=batch,
         crops="random",
         k_crops=5,
@@ -165,7 +165,7 @@ def measure_pipelines(data_dir, sizes):
         "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
         "pipeline_prepared_img_s_per_core": best_rate(lambda: count_images(train_prepared), repeats + 1),
         "pipeline_eval_img_s_per_core": best_rate(lambda: count_images(evaluation), repeats + 1),
-        "pil_img_s_per_core": best_rate(lambda: pil_reference(split.paths * epochs, mean, batch, rng), repeats),
+        "pil_img_s_per_core": best_rate(lambda: pil_reference(split.paths * epochs, spec.mean, batch, rng), repeats),
     }
     results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
     results["pipeline_speedup_vs_pil_prepared"] = (

@@ -9,9 +9,12 @@ import tensorflow as tf
 from PIL import Image
 
 import data_reader
+import errors
 import input_pipeline
+import preprocessing
+import run_folder
 
-STREAM = {"mean": [0.0] * 3, "batch_size": 4, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
+STREAM = {"spec": preprocessing.Preprocessing(), "batch_size": 4, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
 TWO_EPOCHS = {"batch_size": 8, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
 
 
@@ -20,7 +23,13 @@ def test_training_batches_shapes_dtypes_and_mean(tiny_data):
     split = data_reader.read_split(tiny_data, synsets, "train")
     batches = [
         input_pipeline.train_dataset(
-            split, mean=mean, batch_size=8, steps_per_epoch=2, first_epoch=0, epochs=1, augment="none"
+            split,
+            spec=preprocessing.Preprocessing(mean=mean),
+            batch_size=8,
+            steps_per_epoch=2,
+            first_epoch=0,
+            epochs=1,
+            augment="none",
         )
         for mean in ([0.0, 0.0, 0.0], [10.0, 20.0, 30.0])
     ]
@@ -103,3 +112,19 @@ def test_compute_mean_of_solid_images(tmp_path):
         paths.append(str(tmp_path / f"{n}.png"))
     split = data_reader.Split(paths, [0] * len(paths), None)
     np.testing.assert_allclose(input_pipeline.compute_mean(split), [20, 30, 40], atol=0.5)
+
+
+def test_a_run_s_class_order_relabels_image_files_and_prepared_shards(tiny_data, prepared_data):
+    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
+    wnids = [s.wnid for s in synsets]
+    run_wnids = wnids[3:] + wnids[:3]
+    order = run_folder.class_order({"classes": [{"wnid": w} for w in run_wnids]}, wnids, "run", "data")
+    for data_dir in (tiny_data, prepared_data):
+        split = data_reader.read_split(data_dir, synsets, "val")
+        labels = [int(label) for _, label in input_pipeline.encoded_images(split)]
+        relabeled = [int(label) for _, label in input_pipeline.encoded_images(split.relabeled(order).head(15))]
+        assert [run_wnids[label] for label in relabeled] == [wnids[label] for label in labels[:15]], data_dir
+    assert run_folder.class_order({"classes": [{"wnid": w} for w in wnids]}, wnids, "run", "data") is None
+    other = {"classes": [{"wnid": w} for w in [*run_wnids[:-1], "n00000001"]]}
+    with pytest.raises(errors.CheckpointError, match="the run in run has other classes than data's meta.mat"):
+        run_folder.class_order(other, wnids, "run", "data")

@@ -45,7 +45,9 @@ def test_prepared_shards_hold_the_folder_images_with_their_labels(tiny_data, pre
         for path, label in zip(folder.paths, folder.labels):
             prepared_label, image = prepared[os.path.relpath(path, tiny_data)]
             assert prepared_label == label
-            reference = preprocessing.resize_shorter_side(preprocessing.decode_rgb(tf.io.read_file(path))).numpy()
+            reference = preprocessing.resized(
+                preprocessing.decode_rgb(tf.io.read_file(path)), preprocessing.Preprocessing()
+            ).numpy()
             assert image.shape == reference.shape and min(image.shape[:2]) == preprocessing.RESIZE_SHORTER
             assert np.abs(image - reference).mean() < 3.0  # JPEG re-encoding at quality 95 of the noisy sample
 
@@ -55,7 +57,10 @@ def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_d
     batches = [
         list(
             input_pipeline.eval_dataset(
-                data_reader.read_split(data_dir, synsets, "val"), mean=[0.0] * 3, batch_size=8, crops="ten"
+                data_reader.read_split(data_dir, synsets, "val"),
+                spec=preprocessing.Preprocessing(),
+                batch_size=8,
+                crops="ten",
             )
         )
         for data_dir in (tiny_data, prepared_data)

@@ -23,7 +23,7 @@ def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
 def test_eval_crop_modes(tiny_data):
     path = os.path.join(tiny_data, data_reader.VAL_DIR, data_reader.VAL_NAME.format(1))
     crops = {
-        mode: preprocessing.load_image_crops(path, [0.0] * 3, mode, 3, seed=1).numpy()
+        mode: preprocessing.load_image_crops(path, preprocessing.Preprocessing(), mode, 3, seed=1).numpy()
         for mode in preprocessing.EVAL_CROPS
     }
     assert crops["random"].shape == (3, 224, 224, 3)
@@ -31,9 +31,8 @@ def test_eval_crop_modes(tiny_data):
     assert crops["ten"].shape == (10, 224, 224, 3)
     np.testing.assert_array_equal(crops["ten"][5:], crops["ten"][:5, :, ::-1])
     assert not np.array_equal(crops["random"][0], crops["random"][1])
-    np.testing.assert_array_equal(
-        crops["random"], preprocessing.load_image_crops(path, [0.0] * 3, "random", 3, seed=1).numpy()
-    )
+    again = preprocessing.load_image_crops(path, preprocessing.Preprocessing(), "random", 3, seed=1)
+    np.testing.assert_array_equal(crops["random"], again.numpy())
 
 
 def test_pca_lighting_moves_along_the_eigenvectors():
@@ -49,11 +48,29 @@ def test_pca_lighting_moves_along_the_eigenvectors():
 
 def test_paper_augmentation_mirrors_and_shifts_the_plain_crop(tiny_data):
     encoded = tf.io.read_file(os.path.join(tiny_data, data_reader.VAL_DIR, data_reader.VAL_NAME.format(1)))
-    mean = tf.constant([10.0, 20.0, 30.0])
+    spec = preprocessing.Preprocessing(mean=(10.0, 20.0, 30.0))
     for draw in range(4):
         seed = tf.constant([draw, 7], tf.int64)
-        plain = preprocessing.train_crop(encoded, mean, "none", seed)
+        plain = preprocessing.train_crop(encoded, spec, "none", seed)
         _, flip_seed, lighting_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
         mirror = tf.random.stateless_uniform([], flip_seed) < 0.5
         expected = tf.where(mirror, plain[:, ::-1], plain) + preprocessing.pca_lighting_offset(lighting_seed)
-        np.testing.assert_allclose(preprocessing.train_crop(encoded, mean, "paper", seed), expected, atol=1e-3)
+        np.testing.assert_allclose(preprocessing.train_crop(encoded, spec, "paper", seed), expected, atol=1e-3)
+
+
+def test_caffe_preprocessing_warps_to_a_square_and_gives_bgr_minus_caffe_s_mean(tmp_path):
+    """A 600x150 image of three colour bands: Caffe's 256x256 warp keeps all three in the centre 227 crop, our
+    shorter-side resize keeps the middle band alone; Caffe's pixels are BGR minus its mean."""
+    bands = np.zeros((150, 600, 3), np.uint8)
+    bands[:, :200], bands[:, 200:400], bands[:, 400:] = (200, 0, 0), (0, 200, 0), (0, 0, 200)
+    Image.fromarray(bands).save(tmp_path / "bands.png")
+    caffe, ours = (
+        preprocessing.load_image_crops(str(tmp_path / "bands.png"), spec, "center", 1)[0].numpy()
+        for spec in (preprocessing.CAFFE, preprocessing.Preprocessing())
+    )
+    assert caffe.shape == (227, 227, 3) and ours.shape == (224, 224, 3)
+    mean_bgr = np.array(preprocessing.CAFFE_MEAN_BGR)
+    np.testing.assert_allclose(caffe[100, 10], [0, 0, 200] - mean_bgr, atol=1e-3)  # red band, as B, G, R
+    np.testing.assert_allclose(caffe[100, 113], [0, 200, 0] - mean_bgr, atol=1e-3)
+    np.testing.assert_allclose(caffe[100, 216], [200, 0, 0] - mean_bgr, atol=1e-3)  # blue band
+    np.testing.assert_allclose(ours[:, [0, 112, 223]], np.broadcast_to([0, 200, 0], (224, 3, 3)), atol=1e-3)

@@ -270,3 +270,22 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
     test_script.main(args)
     assert json.loads((tmp_path / "results.json").read_text())["checkpoint"] == evaluated
     assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-2")
+
+
+def test_a_config_json_before_the_preprocessing_block_reads_as_before(one_step_run):
+    path = one_step_run / run_folder.CONFIG_NAME
+    config = json.loads(path.read_text())
+    block = config.pop("preprocessing")
+    assert config.pop("version") == 3
+    for version in ({"version": 2}, {}):  # version 1 files have no version field
+        path.write_text(json.dumps({**config, **version, "mean": block["mean"]}))
+        assert run_folder.load_config(str(one_step_run))["preprocessing"] == block
+    model, loaded = alexnet.load_trained(str(one_step_run))
+    assert model.input_shape == (None, 224, 224, 3) and loaded["architecture"] == config["architecture"]
+
+
+def test_resume_refuses_imported_weights(tiny_data, one_step_run, one_line_error):
+    path = one_step_run / run_folder.CONFIG_NAME
+    path.write_text(json.dumps({**json.loads(path.read_text()), "settings": None, "source": {"weights": "w.npy"}}))
+    result = run_script("train.py", "-resume", *flags(data_dir=tiny_data, ckpt_dir=one_step_run))
+    assert "holds weights imported from w.npy, not a run of train.py" in one_line_error(result)

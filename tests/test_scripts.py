@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 import alexnet
+import preprocessing
 import run_folder
 import settings
 import training
@@ -34,9 +35,11 @@ def test_scratch_trains_saves_and_logs(trained):
     work, scratch, _ = trained
     assert scratch.returncode == 0, scratch.stderr
     config = json.loads((work / "ckpt" / "config.json").read_text())
-    assert config["architecture"] == {"num_classes": 10, "groups": 1, "dropout": 0.5}
+    assert config["architecture"] == alexnet.architecture(num_classes=10)
     assert config["classes"][0] == {"wnid": "n09193705", "words": "alp"}
-    assert len(config["mean"]) == 3 and all(0 < m < 255 for m in config["mean"])
+    mean = config["preprocessing"]["mean"]
+    assert config["preprocessing"] == preprocessing.Preprocessing(mean=mean).to_config()
+    assert len(mean) == 3 and all(0 < m < 255 for m in mean)
     assert config["settings"]["steps_per_epoch"] == 5 and config["settings"]["batch_size"] == 8
     progress = re.sub(r"\x1b\[[0-9;]*m", "", scratch.stdout)  # Keras colours its progress bar
     assert re.search(r"^5/5 .* - lr: 0\.0100 - img/s: [\d.]+ - val_loss: .* - val_top1: ", progress, re.M), progress

@@ -30,15 +30,16 @@ def smooth_photo(width, height, rng):
 @pytest.mark.parametrize(
     "width, height", [(300, 225), (500, 375), (640, 480), (1600, 1200), (257, 700), (2000, 260), (230, 230)]
 )
-def test_fast_jpeg_crop_matches_resize_then_crop(width, height, tmp_path):
+@pytest.mark.parametrize("spec", [preprocessing.Preprocessing(), preprocessing.CAFFE], ids=["ours", "caffe"])
+def test_fast_jpeg_crop_matches_resize_then_crop(width, height, spec, tmp_path):
     rng = np.random.default_rng(width * height)
     smooth_photo(width, height, rng).save(tmp_path / "photo.jpg", quality=95)
     encoded = tf.io.read_file(str(tmp_path / "photo.jpg"))
     for draw in range(10):
         seed = tf.constant([width, draw], tf.int64)
-        fast = preprocessing.random_crop_jpeg(encoded, seed).numpy()
-        reference = preprocessing.random_crop_reference(encoded, seed).numpy()
-        assert fast.shape == reference.shape == (224, 224, 3)
+        fast = preprocessing.random_crop_jpeg(encoded, spec, seed).numpy()
+        reference = preprocessing.random_crop_reference(encoded, spec, seed).numpy()
+        assert fast.shape == reference.shape == (spec.crop_size, spec.crop_size, 3)
         # libjpeg's DCT downscaling filters unlike an antialiased bilinear resize: about 1% of the range apart
         assert np.abs(fast - reference).mean() < 3.0, (draw, np.abs(fast - reference).mean())
 
