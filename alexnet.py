@@ -1,14 +1,21 @@
 """AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as a Keras 3 model: the builder, its layers, its precision.
 
-A trained model comes from a run folder (run_folder.py), which train.py writes and every script reads:
+A trained model comes from a run folder (run_folder.py), which train.py and import_weights.py write and every
+script reads; from other programs, as Keras applications are used:
 
-    model, config = alexnet.load_trained("ckpt-alexnet")
+    model = alexnet.AlexNet(weights="ckpt-alexnet")
+    probabilities = model(alexnet.preprocess_input(images, "ckpt-alexnet"))
+    alexnet.decode_predictions(probabilities, "ckpt-alexnet")  # [[(wnid, words, score), ...], ...]
 """
 
+import os
+
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import layers
 
+import preprocessing
 import run_folder
 
 # Architecture, paper §3
@@ -170,6 +177,81 @@ def crop_averaging(model, k_crops):
     logits = layers.TimeDistributed(model, name="per_crop")(crops)
     probabilities = keras.ops.mean(keras.ops.softmax(logits, axis=-1), axis=1)
     return keras.Model(crops, probabilities, name=f"{model.name}_{k_crops}_crops")
+
+
+def AlexNet(  # noqa: N802  (the Keras-applications name)
+    include_top=True,
+    weights=None,
+    input_shape=None,
+    pooling=None,
+    classes=NUM_CLASSES,
+    classifier_activation="softmax",
+    name="alexnet",
+):
+    """AlexNet in the convention of `keras.applications` (VGG16, ResNet50, ...).
+
+    Args:
+        include_top: with fc6, fc7 and fc8; without them the model ends at pool5 (6x6x256 at the run's input size),
+            the features one fine-tunes elsewhere.
+        weights: None (random, the paper's initialisation) or a run folder (ours, or one of import_weights.py),
+            whose architecture, classes and weights the model takes; its input is what `preprocess_input` makes.
+        input_shape: (height, width, 3); only without the top may it differ from the run's input (at least 63 pixels
+            for ours, 67 for Caffe's).
+        pooling: without the top: None (pool5's maps), "avg" or "max" (a vector of 256 features).
+        classes: fc8's size without `weights`; with them the run's (any other value is refused).
+        classifier_activation: applied to fc8's logits ("softmax"; None for the logits).
+    """
+    if pooling not in (None, "avg", "max"):
+        raise ValueError(f'pooling must be None, "avg" or "max", not {pooling!r}')
+    if weights is None:
+        full = alexnet(num_classes=classes)
+    else:
+        full, config = load_trained(weights)
+        if include_top and classes not in (NUM_CLASSES, len(config["classes"])):
+            raise ValueError(f"the run in {weights} has {len(config['classes'])} classes, not {classes}")
+    run_input = full.input_shape[1:]
+    input_shape = tuple(input_shape or run_input)
+    if include_top and input_shape != run_input:
+        raise ValueError(f"with include_top, the input must be the run's {run_input}, not {input_shape}")
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for layer in full.layers[1:]:  # the network is a chain: its layers, weights included, applied to `inputs`
+        x = layer(x)
+        if layer.name == "pool5" and not include_top:
+            break
+    if include_top and classifier_activation is not None:
+        x = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+def preprocess_input(images, config):
+    """A batch of decoded RGB images (N, height, width, 3) on the 0..255 scale, as the run of `config` (its dict, or
+    its run folder) evaluates them with centre crops (test.py --crops center): (N, crop, crop, 3), float32."""
+    spec = preprocessing.from_config(_config_of(config))
+    return tf.map_fn(
+        lambda image: preprocessing.image_crops(image, spec, "center", 1, None)[0],
+        tf.convert_to_tensor(images),
+        fn_output_signature=tf.TensorSpec([spec.crop_size, spec.crop_size, 3], tf.float32),
+    )
+
+
+def decode_predictions(predictions, config, top=5):
+    """For each row of `predictions` (N, classes), its `top` classes as (wnid, words, score) tuples, best first;
+    names from the run of `config` (its dict, or its run folder)."""
+    classes = _config_of(config)["classes"]
+    predictions = np.asarray(predictions)
+    return [
+        [(classes[i]["wnid"], classes[i]["words"], float(row[i])) for i in np.argsort(row)[::-1][:top]]
+        for row in predictions
+    ]
+
+
+def _config_of(config):
+    return run_folder.load_config(config) if isinstance(config, str | bytes | os.PathLike) else config
 
 
 def load_trained(ckpt_dir, checkpoint=None):

@@ -230,23 +230,30 @@ def train_crop(encoded, spec, augment, seed):
     offset = spec.rgb_offset()
     if augment == "paper":
         offset += pca_lighting_offset(seeds[2])
-    return _network_input(image, mirror, offset, spec.channel_order == "BGR")
+    return _network_input_xla(image, mirror, offset, spec.channel_order == "BGR")
 
 
-# XLA makes the mirror, the offset and the channel order one pass over the pixels: TF's own broadcasting add of a
-# per-channel offset costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x
-# faster).
-@tf.function(jit_compile=True)
 def _network_input(images, mirror, offset, bgr):
     shifted = tf.where(mirror, tf.reverse(images, [-2]), images) + offset
     return tf.reverse(shifted, [-1]) if bgr else shifted
 
 
-def eval_crops(encoded, spec, crops, k_crops, seed):
+# XLA makes the mirror, the offset and the channel order one pass over the pixels: TF's own broadcasting add of a
+# per-channel offset costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x
+# faster). Exported models go without: TF Serving runs no XLA on CPU unless asked.
+_network_input_xla = tf.function(_network_input, jit_compile=True)
+
+
+def eval_crops(encoded, spec, crops, k_crops, seed, xla=True):
     """The crops test.py and classify.py average over, shape (K, crop_size, crop_size, 3), as the network takes
     them: `random`: k_crops random crops; `center`: the centre crop (K = 1); `ten`: corners and centre of the central
     resize_size square and their mirrors (K = 10, the paper's test and Caffe's oversampling)."""
-    image = resized(decode_rgb(encoded), spec)
+    return image_crops(decode_rgb(encoded), spec, crops, k_crops, seed, xla)
+
+
+def image_crops(image, spec, crops, k_crops, seed, xla=True):
+    """eval_crops of a decoded RGB image (height, width, 3), any dtype on the 0..255 scale."""
+    image = resized(image, spec)
     size = spec.crop_size
     if crops == "random":
         patches = [
@@ -261,7 +268,8 @@ def eval_crops(encoded, spec, crops, k_crops, seed):
         patches = corners + [tf.image.flip_left_right(patch) for patch in corners]
     else:
         raise ValueError(f"crops must be one of {EVAL_CROPS}, not {crops!r}")
-    return _network_input(tf.stack(patches), False, spec.rgb_offset(), spec.channel_order == "BGR")
+    network_input = _network_input_xla if xla else _network_input
+    return network_input(tf.stack(patches), False, spec.rgb_offset(), spec.channel_order == "BGR")
 
 
 def crops_per_image(crops, k_crops):

@@ -1,0 +1,118 @@
+"""Exports a trained run as a SavedModel that classifies encoded images, its preprocessing and crop averaging inside,
+for TF Serving or any TensorFlow program, without this project's code.
+
+    python export.py --ckpt-dir ckpt-alexnet alexnet-export
+
+The SavedModel's `serving_default` signature takes `images`, a batch of encoded images (JPEG, grayscale and CMYK
+too, PNG, GIF, BMP bytes; tf.string, shape [N]), and returns, best first, `classes` (fc8 rows, int32 [N, k]),
+`wnids` and `names` (tf.string [N, k]) and `scores` (the softmax averaged over the crops, float32 [N, k]). OUT_DIR
+also holds the run's config.json. TF Serving wants it as a numbered version folder: models/alexnet/1.
+"""
+
+import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+
+import argparse
+import os
+import shutil
+import tempfile
+
+import tensorflow as tf
+
+import alexnet
+import errors
+import preprocessing
+import run_folder
+
+CROPS = "center"  # the cheapest; "ten" is the paper's test
+EXPORT_CROPS = ("center", "ten")  # the deterministic ones: a served answer does not change between calls
+TOP_K = 5  # the paper's top-5
+SIGNATURE = "serving_default"
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the SavedModel into (must not exist)")
+    parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder to export")
+    parser.add_argument(
+        "--crops", choices=EXPORT_CROPS, default=CROPS, help="center: one centre crop; ten: corners, centre, mirrors"
+    )
+    parser.add_argument("--top-k", type=int, default=TOP_K, help="classes returned per image")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    return parser
+
+
+class Classifier(tf.Module):
+    """The served function: encoded images to the top-k classes of the crop-averaged softmax."""
+
+    def __init__(self, model, config, crops, top_k):
+        super().__init__()
+        self.model = model
+        self.spec = preprocessing.from_config(config)
+        self.crops, self.k_crops = crops, preprocessing.crops_per_image(crops, 1)
+        self.top_k = min(top_k, len(config["classes"]))
+        self.wnids = tf.constant([c["wnid"] for c in config["classes"]])
+        self.names = tf.constant([c["words"] for c in config["classes"]])
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+    def classify(self, images):
+        size = self.spec.crop_size
+        crops = tf.map_fn(
+            lambda encoded: preprocessing.eval_crops(
+                encoded, self.spec, self.crops, self.k_crops, tf.constant([0, 0], tf.int64), xla=False
+            ),
+            images,
+            fn_output_signature=tf.TensorSpec([self.k_crops, size, size, 3], tf.float32),
+        )
+        logits = self.model(tf.reshape(crops, [-1, size, size, 3]), training=False)
+        per_crop = tf.reshape(tf.nn.softmax(logits), [tf.shape(images)[0], self.k_crops, -1])
+        scores, classes = tf.math.top_k(tf.reduce_mean(per_crop, axis=1), self.top_k)
+        return {
+            "classes": classes,
+            "wnids": tf.gather(self.wnids, classes),
+            "names": tf.gather(self.names, classes),
+            "scores": scores,
+        }
+
+
+def main(args):
+    if args.top_k < 1:
+        raise errors.UsageError(f"--top-k {args.top_k}: give at least 1")
+    if os.path.exists(args.out_dir) and not args.overwrite:
+        raise errors.UsageError(f"{args.out_dir} exists: pass --overwrite to replace it, or choose another OUT_DIR")
+    alexnet.set_precision("float32")
+    model, config = alexnet.load_trained(args.ckpt_dir)
+    classifier = Classifier(model, config, args.crops, args.top_k)
+    print(f"Exporting {args.ckpt_dir} ({args.crops} crops, top {classifier.top_k}) to {args.out_dir} ...")
+    write_saved_model(args.out_dir, classifier, config)
+    print(f"Wrote {args.out_dir}: signature {SIGNATURE}, images (encoded, [N]) -> classes, wnids, names, scores")
+
+
+def write_saved_model(out_dir, classifier, config):
+    """The SavedModel and config.json, written into a temporary folder beside `out_dir` and renamed into place when
+    complete; an existing `out_dir` is replaced only then."""
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        tf.saved_model.save(classifier, staging, signatures={SIGNATURE: classifier.classify})
+        run_folder.save_config(staging, config)
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: a full
+        # disk or a size limit, as Python and TensorFlow report them
+        shutil.rmtree(staging, ignore_errors=True)
+        raise run_folder.CheckpointWriteError(
+            f"cannot write the export beside {out_dir} ({error}): free space, or choose another OUT_DIR"
+        ) from None
+    try:
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(staging, out_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    parser = get_args_parser()
+    with errors.reported(parser):
+        main(parser.parse_args())

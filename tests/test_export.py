@@ -1,0 +1,152 @@
+"""Using a run from other programs: the Keras-applications API, and the SavedModel of export.py, which a process
+that does not import this project loads and which answers as classify.py does."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import ROOT, SCRIPT_ENV, flags, run_script
+from PIL import Image
+
+import alexnet
+import classify
+import data_reader
+import errors
+import export
+import preprocessing
+import run_folder
+
+# Run in a fresh interpreter whose path holds no module of this project
+LOAD_AND_SERVE = """
+import json, sys
+import tensorflow as tf
+serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
+images = tf.constant([open(path, "rb").read() for path in sys.argv[2:]])
+out = {name: value.numpy().tolist() for name, value in serve(images=images).items()}
+out = {name: [[v.decode() if isinstance(v, bytes) else v for v in row] for row in rows] for name, rows in out.items()}
+assert not any(name in sys.modules for name in ("alexnet", "preprocessing", "run_folder"))
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def images(tiny_data, tmp_path_factory):
+    """A validation image of the sample, a grayscale JPEG, a PNG, and lussari.jpg."""
+    folder = tmp_path_factory.mktemp("images")
+    photo = Image.open(os.path.join(ROOT, "lussari.jpg")).convert("RGB").resize((320, 240))
+    photo.convert("L").save(folder / "gray.jpg")
+    photo.rotate(90, expand=True).save(folder / "rotated.png")
+    sample = os.path.join(tiny_data, data_reader.VAL_DIR, data_reader.VAL_NAME.format(1))
+    return [sample, str(folder / "gray.jpg"), str(folder / "rotated.png"), os.path.join(ROOT, "lussari.jpg")]
+
+
+def classify_py(run, image, crops, capsys):
+    """classify.py's top-5 as (names, scores)."""
+    classify.main(classify.get_args_parser().parse_args([image, *flags(ckpt_dir=run, crops=crops)]))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "AlexNet saw:"
+    matches = [re.fullmatch(r"(.*) - score: (\S+)", line) for line in lines[1:]]
+    return [m.group(1) for m in matches], [float(m.group(2)) for m in matches]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("crops", export.EXPORT_CROPS)
+def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_run, images, crops, tmp_path, capsys):
+    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, crops=crops))
+    assert result.returncode == 0, result.stderr
+    served = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_SERVE, tmp_path / "out", *images],
+        cwd=tmp_path,
+        env={name: value for name, value in SCRIPT_ENV.items() if name != "PYTHONPATH"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert served.returncode == 0, served.stderr
+    out = json.loads(served.stdout)
+    alexnet.set_precision("float32")  # classify.py's
+    config = run_folder.load_config(str(one_step_run))
+    for row, image in enumerate(images):
+        names, scores = classify_py(str(one_step_run), image, crops, capsys)
+        assert out["names"][row] == names, image
+        np.testing.assert_allclose(out["scores"][row], scores, atol=1e-4, err_msg=image)
+        assert out["wnids"][row] == [config["classes"][c]["wnid"] for c in out["classes"][row]]
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["classes"] == config["classes"]
+
+
+@pytest.mark.slow
+def test_saved_model_cli_shows_the_documented_signature(one_step_run, tmp_path):
+    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
+    assert result.returncode == 0, result.stderr
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--dir", tmp_path / "out", "--all"], capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    signature = shown.stdout.split("signature_def['serving_default']:")[1]
+    inputs, outputs = signature.split("The given SavedModel SignatureDef contains the following output(s):")
+    assert re.search(r"inputs\['images'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", inputs)
+    dtypes = {"classes": "DT_INT32", "names": "DT_STRING", "scores": "DT_FLOAT", "wnids": "DT_STRING"}
+    for name, dtype in dtypes.items():
+        assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: \(-1, 3\)", outputs), name
+
+
+def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_path, one_line_error):
+    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=tmp_path / "no-run"))
+    assert "no trained run at" in one_line_error(result) and not (tmp_path / "out").exists()
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep").write_text("mine")
+    with pytest.raises(errors.UsageError, match="exists: pass --overwrite"):
+        export.main(export.get_args_parser().parse_args([str(tmp_path / "out"), "--ckpt-dir", str(one_step_run)]))
+    assert (tmp_path / "out" / "keep").read_text() == "mine"
+
+
+def test_alexnet_with_weights_is_the_run_s_model(one_step_run):
+    alexnet.set_precision("float32")
+    trained, config = alexnet.load_trained(str(one_step_run))
+    batch = np.random.default_rng(0).uniform(-100, 100, (2, 224, 224, 3)).astype(np.float32)
+    logits = trained(batch).numpy()
+    np.testing.assert_array_equal(alexnet.AlexNet(weights=str(one_step_run), classifier_activation=None)(batch), logits)
+    probabilities = alexnet.AlexNet(weights=str(one_step_run))(batch).numpy()
+    np.testing.assert_allclose(probabilities, tf.nn.softmax(logits).numpy(), rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="has 10 classes, not 7"):
+        alexnet.AlexNet(weights=str(one_step_run), classes=7)
+
+
+def test_alexnet_without_top_gives_features_of_each_pooling(one_step_run):
+    trained, _ = alexnet.load_trained(str(one_step_run))
+    batch = np.random.default_rng(1).uniform(-100, 100, (2, 224, 224, 3)).astype(np.float32)
+    maps = alexnet.AlexNet(include_top=False, weights=str(one_step_run))
+    assert maps.output_shape == (None, 6, 6, 256)
+    pool5 = tf.keras.Model(trained.input, trained.get_layer("pool5").output)(batch).numpy()
+    np.testing.assert_array_equal(maps(batch), pool5)
+    for pooling, reduce in (("avg", np.mean), ("max", np.max)):
+        vectors = alexnet.AlexNet(include_top=False, weights=str(one_step_run), pooling=pooling)
+        assert vectors.output_shape == (None, 256)
+        np.testing.assert_allclose(vectors(batch), reduce(pool5, axis=(1, 2)), rtol=1e-5, atol=1e-5)
+    assert alexnet.AlexNet(include_top=False, input_shape=(300, 300, 3)).output_shape == (None, 8, 8, 256)
+    with pytest.raises(ValueError, match="with include_top, the input must be the run's"):
+        alexnet.AlexNet(input_shape=(300, 300, 3))
+
+
+def test_preprocess_input_is_the_run_s_centre_crop_and_decode_predictions_names_the_best(one_step_run, tmp_path):
+    config = run_folder.load_config(str(one_step_run))
+    rng = np.random.default_rng(2)
+    pixels = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
+    for spec in (preprocessing.from_config(config), preprocessing.CAFFE):
+        run = {**config, "preprocessing": spec.to_config()}
+        for n, image in enumerate(pixels):
+            Image.fromarray(image).save(tmp_path / f"{n}.png")
+        expected = [preprocessing.load_image_crops(str(tmp_path / f"{n}.png"), spec, "center", 1)[0] for n in range(2)]
+        np.testing.assert_allclose(alexnet.preprocess_input(pixels, run), np.stack(expected), atol=1e-4)
+    from_folder = alexnet.preprocess_input(pixels, str(one_step_run))
+    np.testing.assert_array_equal(from_folder, alexnet.preprocess_input(pixels, config))
+    predictions = np.full((2, 10), 0.01)
+    predictions[0, [4, 7]], predictions[1, 2] = (0.5, 0.3), 0.9
+    decoded = alexnet.decode_predictions(predictions, str(one_step_run), top=3)
+    names = [(c["wnid"], c["words"]) for c in config["classes"]]
+    assert [entry[:2] for entry in decoded[0][:2]] == [names[4], names[7]] and decoded[0][0][2] == 0.5
+    assert decoded[1][0] == (*names[2], 0.9) and len(decoded[1]) == 3
