@@ -42,6 +42,8 @@ CAFFE_BVLC = {
     "lrn": {"depth_radius": 2, "bias": 1.0, "alpha": 1e-4 / 5, "beta": 0.75},
 }
 
+LAYER_NAMES = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")  # the layers with weights
+
 # Initialisation, paper §5
 WEIGHT_STDDEV = 0.01  # weights ~ N(0, 0.01)
 ONE_BIAS_LAYERS = ("conv2", "conv4", "conv5", "fc6", "fc7")  # biases 1, "accelerates the early stages"

@@ -1,4 +1,5 @@
-"""Reads ILSVRC2012 as the devkit and the image archives lay it out: the classes, and the images of each split.
+"""Reads a dataset folder: ILSVRC2012 as the devkit and the image archives lay it out, or your own folders of
+classes; the classes, and the images of each split.
 
 The layout (the seed's; `python data_reader.py --make-sample DIR` writes the same, small):
 
@@ -16,6 +17,16 @@ meta.mat holds the struct array `synsets` (1860 entries) with fields ILSVRC2012_
 num_children, children, wordnet_height, num_train_images. We read ILSVRC2012_ID, WNID, words and num_children:
 the 1000 classes are the leaves (num_children == 0), IDs 1..1000, which are *not* in sorted-WNID order.
 Class index = ILSVRC2012_ID - 1, for the training folders and the ground-truth file alike.
+
+Your own images (recognised by the absence of data/meta.mat), one folder a class, named as you like:
+
+    DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg     both splits given (the same classes in both)
+    DIR/<class>/*.jpg                                      split here: --val-fraction of each class's images
+                                                           (at least one) for validation, drawn from --seed
+
+Classes are the folder names in sorted order (as keras.utils.image_dataset_from_directory and torchvision's
+ImageFolder have them), each with its name as WNID and words; images may sit in nested folders; hidden files and
+folders, and files without an image extension, are ignored.
 
 Caffe's class file `synset_words.txt` (from its `data/ilsvrc12/get_ilsvrc_aux.sh`) has one `WNID words` line per
 class, in sorted-WNID order, the order of the BVLC models' outputs; `read_synset_words` reads it.
@@ -51,6 +62,9 @@ META_MAT_MAX_BYTES = 64 * 2**20  # the devkit's meta.mat holds 1,860 synsets
 GROUND_TRUTH_MAX_BYTES = 16 * 2**20  # 50,000 lines of at most 4 digits: about 250 KB
 MANIFEST_MAX_BYTES = 256 * 2**20  # 1,152 shard names and counts, and the unreadable files' paths
 SYNSET_WORDS_MAX_BYTES = 2**20  # Caffe's synset_words.txt is 31 KB
+FOLDER_SPLITS = {"train": "train", "val": "val"}  # your own images, both splits given
+VAL_FRACTION = 0.1  # ours: the validation share of each class when your folder has no val/
+MIN_CLASSES = 2
 NUM_CLASSES = 1000  # ILSVRC2012's leaf synsets
 WNID_PATTERN = re.compile(r"n\d{8}")
 
@@ -230,14 +244,116 @@ def is_prepared(data_dir):
     return os.path.isfile(os.path.join(data_dir, PREPARED_MANIFEST))
 
 
-def read_split(data_dir, synsets, part):
-    """The "train" or "val" Split of a dataset folder in the ILSVRC2012 layout or of prepared shards."""
-    if not is_prepared(data_dir):
-        return Split(*(list_train if part == "train" else list_val)(data_dir, synsets), None)
+def is_class_folders(data_dir):
+    """Your own images: a folder that is not prepared and has neither the devkit's meta.mat nor the ILSVRC2012
+    image folders (which without meta.mat are an incomplete ILSVRC2012, not classes)."""
+    ilsvrc = (META_MAT, TRAIN_DIR, VAL_DIR)
+    return not is_prepared(data_dir) and not any(os.path.exists(os.path.join(data_dir, name)) for name in ilsvrc)
+
+
+def load_classes(data_dir):
+    """The classes of any dataset folder, in label order: meta.mat's leaves for ILSVRC2012 (and shards prepared
+    from it), the sorted folder names for your own images (and shards prepared from them)."""
+    existing_data_dir(data_dir)
+    if is_class_folders(data_dir):
+        return folder_classes(data_dir)
+    if is_prepared(data_dir) and not os.path.isfile(os.path.join(data_dir, META_MAT)):
+        return [Synset(i + 1, name, name) for i, name in enumerate(read_manifest(data_dir)["classes"])]
+    return load_synsets(os.path.join(data_dir, META_MAT))
+
+
+def folder_classes(data_dir):
+    """The sorted class folders of your own images; a DataError for fewer than MIN_CLASSES, or for train/ and val/
+    of other classes."""
+    fix = "one folder a class: DIR/<class>/*.jpg, or DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
+    splits = {part: os.path.join(data_dir, name) for part, name in FOLDER_SPLITS.items()}
+    if os.path.isdir(splits["train"]):
+        names = {part: subfolders(path) if os.path.isdir(path) else [] for part, path in splits.items()}
+        only = [
+            (name, part)
+            for part, other in (("train", "val"), ("val", "train"))
+            for name in names[part]
+            if name not in names[other]
+        ]
+        if only:
+            name, part = only[0]
+            raise DataError(
+                f"class {name} is in {splits[part]} but not in {splits['val' if part == 'train' else 'train']}: "
+                "give both splits the same class folders"
+            )
+        names = names["train"]
+    else:
+        names = subfolders(data_dir)
+    if len(names) < MIN_CLASSES:
+        raise DataError(
+            f"{data_dir} has {len(names)} class folder(s) and no data/meta.mat: give at least {MIN_CLASSES} classes, "
+            f"{fix}; or an ILSVRC2012 folder"
+        )
+    return [Synset(i + 1, name, name) for i, name in enumerate(names)]
+
+
+def subfolders(folder):
+    """The sorted names of the folder's subfolders that are not hidden, each staying inside `folder`."""
+    names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
+    return [name for name in names if inside(folder, name, folder, DataError)]
+
+
+def nested_image_files(folder):
+    """The image files under `folder`, in nested folders too, hidden files and folders left out; sorted."""
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found += [
+            os.path.join(root, name)
+            for name in files
+            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+        ]
+    return sorted(found)
+
+
+def list_folders(data_dir, synsets, part, val_fraction, seed):
+    """(paths, labels) of your own images of `part`: from DIR/train and DIR/val, or `val_fraction` of each class
+    (at least one image) drawn for validation from (seed, class index) and the rest for training."""
+    given = os.path.isdir(os.path.join(data_dir, FOLDER_SPLITS["train"]))
+    paths, labels = [], []
+    for index, synset in enumerate(synsets):
+        folder = (
+            os.path.join(data_dir, FOLDER_SPLITS[part], synset.wnid) if given else os.path.join(data_dir, synset.wnid)
+        )
+        files = nested_image_files(folder)
+        if not given:
+            if len(files) < 2:
+                raise DataError(
+                    f"class {synset.wnid} has {len(files)} image(s) in {folder}: a validation split needs at "
+                    "least 2, or give DIR/train and DIR/val"
+                )
+            order = np.random.default_rng([seed, index]).permutation(len(files))
+            num_val = min(max(1, round(val_fraction * len(files))), len(files) - 1)
+            chosen = order[:num_val] if part == "val" else order[num_val:]
+            files = [files[i] for i in sorted(chosen)]
+        if not files:
+            raise DataError(f"class {synset.wnid} has no images in {folder}: add some, or remove the folder")
+        paths += files
+        labels += [index] * len(files)
+    return paths, labels
+
+
+def read_manifest(data_dir):
     manifest_path = os.path.join(data_dir, PREPARED_MANIFEST)
     check_size(manifest_path, MANIFEST_MAX_BYTES, DataError, "prepare the shards again from the dataset")
     with open(manifest_path) as f:
-        manifest = json.load(f)
+        return json.load(f)
+
+
+def read_split(data_dir, synsets, part, val_fraction=VAL_FRACTION, seed=0):
+    """The "train" or "val" Split of a dataset folder: ILSVRC2012, your own images (`val_fraction` and `seed`
+    draw the validation images when the folder has no val/), or prepared shards of either."""
+    if is_class_folders(data_dir):
+        return Split(*list_folders(data_dir, synsets, part, val_fraction, seed), None)
+    if not is_prepared(data_dir):
+        return Split(*(list_train if part == "train" else list_val)(data_dir, synsets), None)
+    manifest_path = os.path.join(data_dir, PREPARED_MANIFEST)
+    manifest = read_manifest(data_dir)
     if manifest["classes"] != [s.wnid for s in synsets]:
         raise DataError(
             f"{manifest_path} lists other classes than {os.path.join(data_dir, META_MAT)}: "
@@ -256,8 +372,8 @@ def read_split(data_dir, synsets, part):
 def existing_data_dir(data_dir):
     if not os.path.isdir(data_dir):
         raise DataError(
-            f"dataset folder {data_dir} not found: pass --data-dir ILSVRC2012_FOLDER "
-            "(layout in README), or --sample for the generated sample"
+            f"dataset folder {data_dir} not found: give an ILSVRC2012 folder or a folder of your own classes "
+            "(layouts in README), or --sample for the generated sample"
         )
     return data_dir
 

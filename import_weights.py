@@ -36,7 +36,6 @@ import run_folder
 import weights_file
 
 CKPT_DIR = "ckpt-bvlc"
-LAYERS = ("conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8")
 FORMAT = "bvlc_alexnet.npy"  # the TensorFlow community's conversion of Caffe's bvlc_alexnet.caffemodel
 
 
@@ -65,7 +64,7 @@ def main(args):
     architecture = alexnet.architecture(num_classes=data_reader.NUM_CLASSES, **alexnet.CAFFE_BVLC)
     model = alexnet.alexnet(**architecture)
     layers = checked_layers(weights_file.load_pickled_dict(args.weights), args.weights, model)
-    for name in LAYERS:
+    for name in alexnet.LAYER_NAMES:
         model.get_layer(name).set_weights(layers[name])
     config = {
         "architecture": architecture,
@@ -112,9 +111,9 @@ def checked_layers(layers, path, model):
     """{layer: [weights, biases]} as float32 arrays, once every layer of `model` (Caffe's AlexNet) is there with its
     shapes; a DataError naming the first one, in the network's order, that is missing or does not fit."""
     fix = f"give {FORMAT} (Caffe's two-group AlexNet in TensorFlow's layout)"
-    expected = {name: [tuple(weight.shape) for weight in model.get_layer(name).weights] for name in LAYERS}
+    expected = {name: [tuple(weight.shape) for weight in model.get_layer(name).weights] for name in alexnet.LAYER_NAMES}
     checked = {}
-    for name in LAYERS:
+    for name in alexnet.LAYER_NAMES:
         if name not in layers:
             found = ", ".join(sorted(map(str, layers))[:4]) or "nothing"
             raise errors.DataError(f"{path} has no layer {name} (it has {found} ...): {fix}")

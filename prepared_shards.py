@@ -57,7 +57,7 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
     if data_reader.is_prepared(out_dir):
         print(f"{out_dir} already holds the prepared shards")
         return
-    synsets = data_reader.load_synsets(os.path.join(source_dir, data_reader.META_MAT))
+    synsets = data_reader.load_classes(source_dir)
     plan = preparation_plan(source_dir, synsets, train_shards, val_shards)
     os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
     done = completed_shards(out_dir, plan)

@@ -30,6 +30,13 @@ SAMPLE_BATCH_SIZE = 32
 SAMPLE_SAVE_EVERY = 10
 SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share of the gradient: 0.01 diverges
 
+# --init-from (fine-tuning on a few hundred images a class): Caffe's finetune_flickr_style example starts at a tenth of
+# the paper's rate; small batches and few epochs, since the features are already learnt (README, Your own images)
+FINETUNE_LR = 1e-3
+FINETUNE_BATCH_SIZE = 32
+FINETUNE_EPOCHS = 10
+ALL_LAYERS = "all"
+
 RUN_DEFAULTS = {
     "epochs": training.EPOCHS,
     "batch_size": training.BATCH_SIZE,
@@ -44,6 +51,9 @@ RUN_DEFAULTS = {
     "deterministic": False,
     "precision": None,
     "save_every": SAVE_EVERY,
+    "val_fraction": data_reader.VAL_FRACTION,
+    "init_from": None,
+    "train_layers": ALL_LAYERS,
 }  # precision: the hardware's
 SAMPLE_DEFAULTS = {
     "epochs": SAMPLE_EPOCHS,
@@ -51,6 +61,7 @@ SAMPLE_DEFAULTS = {
     "lr": SAMPLE_LR,
     "save_every": SAMPLE_SAVE_EVERY,
 }
+FINETUNE_DEFAULTS = {"epochs": FINETUNE_EPOCHS, "batch_size": FINETUNE_BATCH_SIZE, "lr": FINETUNE_LR}
 CHANGEABLE_ON_RESUME = ("epochs", "save_every")
 
 
@@ -81,9 +92,15 @@ class Settings:
     deterministic: bool
     precision: str
     save_every: int
+    val_fraction: float  # your own images without val/: the validation share of each class
+    init_from: str | None  # fine-tuning: the run whose weights, architecture and preprocessing start this one
+    train_layers: str  # "all", or the comma-separated layers that train (the others stay frozen)
 
     def run_settings(self):
         return {name: getattr(self, name) for name in RUN_DEFAULTS}
+
+    def trained_layers(self):
+        return alexnet.LAYER_NAMES if self.train_layers == ALL_LAYERS else tuple(self.train_layers.split(","))
 
     def max_bad(self, num_images):
         if self.max_bad_images is not None:
@@ -91,11 +108,25 @@ class Settings:
         return math.ceil(MAX_BAD_FRACTION * num_images)
 
 
-def resolve(args, *, saved=None, replicas=1):
-    """The settings of this run from the parsed flags and, on -resume, the run's saved config; a UsageError (or a
-    CheckpointError naming what differs from the saved run) when they cannot work."""
-    values = {**RUN_DEFAULTS, "precision": alexnet.default_precision(), **(SAMPLE_DEFAULTS if args.sample else {})}
+def resolve(args, *, saved=None, source=None, replicas=1):
+    """The settings of this run from the parsed flags and, on -resume, the run's saved config, or, with --init-from,
+    the `source` run's config; a UsageError (or a CheckpointError naming what differs from the saved run) when they
+    cannot work."""
+    values = {
+        **RUN_DEFAULTS,
+        "precision": alexnet.default_precision(),
+        **(SAMPLE_DEFAULTS if args.sample else {}),
+        **(FINETUNE_DEFAULTS if args.init_from else {}),
+    }
     given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name) is not None}
+    if source is not None:
+        groups = source["architecture"]["groups"]
+        if given.get("groups", groups) != groups:
+            raise UsageError(
+                f"--init-from {args.init_from} has groups {groups}: fine-tuning keeps the source's architecture; "
+                "leave out --groups"
+            )
+        values["groups"] = groups
     if saved is not None:
         kept = saved["settings"]
         if kept is None:
@@ -145,6 +176,7 @@ def validate(settings, *, replicas, resumed):
         ("save-every", settings.save_every >= 1, "at least 1"),
         ("max-bad-images", settings.max_bad_images is None or settings.max_bad_images >= 0, "0 or more"),
         ("cpu-replicas", settings.cpu_replicas >= 1, "at least 1"),
+        ("val-fraction", 0 < settings.val_fraction < 1, "in (0, 1)"),
     ]
     for flag, holds, bound in bounds:
         if not holds:
@@ -154,6 +186,11 @@ def validate(settings, *, replicas, resumed):
         raise UsageError(
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
             "its config.json was edited; start another with -scratch"
+        )
+    unknown = [name for name in settings.trained_layers() if name not in alexnet.LAYER_NAMES]
+    if unknown or not settings.trained_layers():
+        raise UsageError(
+            f"--train-layers {settings.train_layers}: name layers of {','.join(alexnet.LAYER_NAMES)}, or say all"
         )
     if settings.batch_size % replicas:
         whose = f"the run's batch size {settings.batch_size}" if resumed else f"--batch-size {settings.batch_size}"
@@ -168,7 +205,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--data-dir",
         default=data_reader.DATA_DIR,
-        help=f"ILSVRC2012 folder, or its prepared shards (default: {data_reader.DATA_DIR}; "
+        help=f"ILSVRC2012 folder, a folder of your own classes, or prepared shards (default: {data_reader.DATA_DIR}; "
         f"{sample_dataset.SAMPLE_DIR} with --sample)",
     )
     parser.add_argument(
@@ -226,6 +263,27 @@ def add_arguments(parser):
         "--save-every",
         type=int,
         help=f"steps between checkpoints (default: {SAVE_EVERY}; {SAMPLE_SAVE_EVERY} with --sample)",
+    )
+    tuning = parser.add_argument_group(
+        "your own images and fine-tuning (README: Your own images)",
+    )
+    tuning.add_argument(
+        "--val-fraction",
+        type=float,
+        help="share of each class's images kept for validation when --data-dir has no val/ folder "
+        f"(default: {data_reader.VAL_FRACTION})",
+    )
+    tuning.add_argument(
+        "--init-from",
+        metavar="RUN_DIR",
+        help="start from this run's weights (ours, or import_weights.py's), architecture and preprocessing; fc8 is "
+        "new unless the classes are the same (shared classes keep their rows). Defaults then suit small data: "
+        f"--lr {FINETUNE_LR}, --batch-size {FINETUNE_BATCH_SIZE}, --epochs {FINETUNE_EPOCHS}",
+    )
+    tuning.add_argument(
+        "--train-layers",
+        help=f"comma-separated layers that train, e.g. fc8,fc7 (the others stay frozen), or {ALL_LAYERS} "
+        f"(default: {ALL_LAYERS})",
     )
     parser.add_argument(
         "--xla",

@@ -1,5 +1,5 @@
-"""Evaluates a trained AlexNet on the ILSVRC2012 validation set: top-1 and top-k accuracy, the softmax averaged
-over K crops of every image.
+"""Evaluates a trained AlexNet on the validation set (ILSVRC2012's, or your own images'): top-1 and top-k accuracy,
+the softmax averaged over K crops of every image.
 
     python test.py --k-crops 5 --crops random
 """
@@ -8,7 +8,6 @@ import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
 import json
-import os
 
 import keras
 
@@ -35,7 +34,8 @@ def get_args_parser():
     parser.add_argument(
         "--data-dir",
         default=data_reader.DATA_DIR,
-        help=f"ILSVRC2012 folder, or its prepared shards ({sample_dataset.SAMPLE_DIR} with --sample)",
+        help=f"ILSVRC2012 folder, a folder of your own classes, or prepared shards ({sample_dataset.SAMPLE_DIR} "
+        "with --sample)",
     )
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
@@ -74,7 +74,7 @@ def main(args):
         f"Evaluated {results['images']} of {split.num_images} validation images ({len(unreadable)} unreadable, skipped)"
     )
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
-    print(f"Top-{args.top_k} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
+    print(f"Top-{results['k']} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -84,9 +84,17 @@ def validation_set(args, config):
     """The validation images, labelled with the run's fc8 rows (the dataset's classes matched to the run's by
     WNID)."""
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample)
-    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    synsets = data_reader.load_classes(data_dir)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    return data_reader.read_split(data_dir, synsets, "val").relabeled(order).head(args.limit)
+    trained = config["settings"] or {}  # an imported run has none
+    split = data_reader.read_split(
+        data_dir,
+        synsets,
+        "val",
+        val_fraction=trained.get("val_fraction", data_reader.VAL_FRACTION),
+        seed=trained.get("seed", SEED),
+    )
+    return split.relabeled(order).head(args.limit)
 
 
 def evaluate(model, config, split, args):
@@ -94,13 +102,14 @@ def evaluate(model, config, split, args):
     if not split.num_images:
         raise errors.DataError(f"no readable validation image in {args.data_dir}")
     k = preprocessing.crops_per_image(args.crops, args.k_crops)
+    top_k = min(args.top_k, len(config["classes"]))  # of 3 classes, the top-5 would always hold the truth
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)
     averaged.compile(
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=[
             keras.metrics.SparseCategoricalAccuracy(name="top1"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=args.top_k, name="topk"),
+            keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="topk"),
         ],
         jit_compile=False,
     )
@@ -116,7 +125,7 @@ def evaluate(model, config, split, args):
     return {
         "top1": float(metrics["top1"]),
         "topk": float(metrics["topk"]),
-        "k": args.top_k,
+        "k": top_k,
         "loss": float(metrics["loss"]),
         "images": split.num_images,
         "crops": args.crops,

@@ -1,5 +1,5 @@
-"""Trains AlexNet on ILSVRC2012 with the paper's recipe, resumably: checkpoints and config.json in --ckpt-dir,
-TensorBoard summaries in --log-dir.
+"""Trains AlexNet with the paper's recipe on ILSVRC2012 (or fine-tunes it on your own folders of classes), resumably:
+checkpoints and config.json in --ckpt-dir, TensorBoard summaries in --log-dir.
 
     python train.py -scratch --sample
 """
@@ -51,17 +51,19 @@ def main(args):
         raise errors.UsageError(f"say -scratch to start a new run, or -resume to continue the one in {args.ckpt_dir}")
     strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
     saved = run_folder.load_config(args.ckpt_dir) if args.mode == "resume" else None
-    settings = run_settings.resolve(args, saved=saved, replicas=strategy.num_replicas_in_sync)
+    source = fine_tuning_source(args) if args.mode == "scratch" else None
+    settings = run_settings.resolve(args, saved=saved, source=source, replicas=strategy.num_replicas_in_sync)
     print(
         f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
         + ("" if strategy.extended.should_checkpoint else "; the chief writes the run")
     )
     data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample)
-    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    synsets = data_reader.load_classes(data_dir)
     wnids = [s.wnid for s in synsets]
     order = None if saved is None else run_folder.class_order(saved, wnids, settings.ckpt_dir, data_dir)
-    train_split = data_reader.read_split(data_dir, synsets, "train").relabeled(order)
-    val_split = data_reader.read_split(data_dir, synsets, "val").relabeled(order)
+    split = {"val_fraction": settings.val_fraction, "seed": settings.seed}
+    train_split = data_reader.read_split(data_dir, synsets, "train", **split).relabeled(order)
+    val_split = data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order)
     if settings.mode == "scratch" and strategy.extended.should_checkpoint:
         refuse_to_overwrite(settings)
         os.makedirs(settings.ckpt_dir, exist_ok=True)
@@ -72,7 +74,13 @@ def main(args):
         config = distribute.from_chief(
             strategy,
             lambda: run_config(
-                settings, saved=saved, synsets=synsets, data_dir=data_dir, train_split=train_split, val_split=val_split
+                settings,
+                saved=saved,
+                source=source,
+                synsets=synsets,
+                data_dir=data_dir,
+                train_split=train_split,
+                val_split=val_split,
             ),
         )
         train_split, val_split = (
@@ -85,6 +93,8 @@ def main(args):
             strategy=strategy,
             steps_per_execution=training.steps_per_execution(config["settings"]),
         )
+        if source is not None:
+            training.transfer_weights(model, settings.init_from, config["classes"])
         manager = start_saving(
             settings,
             config,
@@ -108,6 +118,17 @@ def main(args):
         )
 
 
+def fine_tuning_source(args):
+    """The config of the --init-from run, checked to hold a finished run (None without --init-from)."""
+    if args.init_from is None:
+        return None
+    try:
+        run_folder.latest_checkpoint(args.init_from)
+        return run_folder.load_config(args.init_from)
+    except errors.CheckpointError as error:
+        raise errors.CheckpointError(f"--init-from: {error}") from None
+
+
 def refuse_to_overwrite(settings):
     """-scratch into a folder that holds a run needs --overwrite; the old run is removed only when the new one is
     about to write its first file (start_saving)."""
@@ -118,10 +139,11 @@ def refuse_to_overwrite(settings):
         )
 
 
-def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
+def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_split):
     """The run's config: at -scratch a new one, with the unreadable images found once (so that the run and its
-    resumes train on the same files) and the training set's mean; at -resume the saved one with this command's
-    settings. On a cluster the chief alone computes it."""
+    resumes train on the same files) and the training set's mean, or, fine-tuning, the `source` run's
+    architecture and preprocessing; at -resume the saved one with this command's settings. On a cluster the chief
+    alone computes it."""
     if saved is not None:
         config = {**saved, "settings": settings.run_settings()}
         if config["layout"] != train_split.layout:
@@ -147,16 +169,19 @@ def run_config(settings, *, saved, synsets, data_dir, train_split, val_split):
         raise errors.DataError(
             f"{num_images} training images make no batch of {settings.batch_size}: lower --batch-size"
         )
-    print(f"Computing the training set's mean on up to {input_pipeline.MEAN_MAX_IMAGES} images ...")
-    mean = input_pipeline.compute_mean(
-        readable(train_split, data_dir, unreadable["train"], quiet=True), seed=settings.seed
-    )
+    if source is None:
+        print(f"Computing the training set's mean on up to {input_pipeline.MEAN_MAX_IMAGES} images ...")
+        mean = input_pipeline.compute_mean(
+            readable(train_split, data_dir, unreadable["train"], quiet=True), seed=settings.seed
+        )
     return {
-        "architecture": alexnet.architecture(
-            num_classes=len(synsets), groups=settings.groups, dropout=settings.dropout
-        ),
+        "architecture": {
+            **(source["architecture"] if source else alexnet.architecture(groups=settings.groups)),
+            "num_classes": len(synsets),
+            "dropout": settings.dropout,
+        },
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
-        "preprocessing": preprocessing.Preprocessing(mean=mean).to_config(),
+        "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,

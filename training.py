@@ -161,6 +161,9 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     alexnet.set_precision(settings["precision"])
     with strategy.scope():
         model = alexnet.alexnet(**config["architecture"])
+        trained = settings.get("train_layers", "all")
+        for layer in model.layers:
+            layer.trainable = trained == "all" or layer.name in trained.split(",") or not layer.weights
         model.compile(
             optimizer=PaperSGD(
                 learning_rate=settings["lr"],
@@ -184,6 +187,29 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     if distribute.is_multi_worker(strategy):
         distribute.mend_keras_build(model)
     return model, plateau, checkpoint
+
+
+def transfer_weights(model, source_dir, classes):
+    """Fine-tuning's start: the weights of the run in `source_dir` wherever their shapes fit `model`; fc8's rows of
+    the classes both runs have (matched by WNID, or by folder name), fc8 new for the others."""
+    source, source_config = alexnet.load_trained(source_dir)
+    for name in alexnet.LAYER_NAMES[:-1]:
+        weights = source.get_layer(name).get_weights()
+        if [w.shape for w in weights] == [w.shape for w in model.get_layer(name).get_weights()]:
+            model.get_layer(name).set_weights(weights)
+        else:
+            print(f"{name}: shapes differ from {source_dir}'s, so it starts from the paper's initialisation")
+    row = {c["wnid"]: index for index, c in enumerate(source_config["classes"])}
+    kernel, bias = model.get_layer("fc8").get_weights()
+    source_kernel, source_bias = source.get_layer("fc8").get_weights()
+    shared = [(index, row[c["wnid"]]) for index, c in enumerate(classes) if c["wnid"] in row]
+    for index, source_index in shared:
+        kernel[:, index], bias[index] = source_kernel[:, source_index], source_bias[source_index]
+    model.get_layer("fc8").set_weights([kernel, bias])
+    print(
+        f"Fine-tuning from {source_dir}: conv1..fc7 copied; fc8 keeps the rows of {len(shared)} of the "
+        f"{len(classes)} classes, which {source_dir} has too, and starts the others anew"
+    )
 
 
 def callbacks(*, config, plateau, manager, log_dir):

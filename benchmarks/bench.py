@@ -134,7 +134,7 @@ def run_pinned_to_one_core(args, data_dir):
 
 
 def measure_pipelines(data_dir, sizes):
-    synsets = data_reader.load_synsets(os.path.join(data_dir, data_reader.META_MAT))
+    synsets = data_reader.load_classes(data_dir)
     split = data_reader.read_split(data_dir, synsets, "train")
     prepared = data_reader.read_split(data_dir + "-prepared", synsets, "train")
     spec = preprocessing.Preprocessing(mean=(120.0, 115.0, 105.0))

@@ -128,6 +128,6 @@ def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_
     error = one_line_error(
         run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
     )
-    assert "meta.mat not found" in error
+    assert "dataset folder" in error and "nowhere not found" in error
     error = one_line_error(run_script("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
     assert "holds prepared shards already" in error

@@ -163,7 +163,8 @@ def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path, one_lin
     (tmp_path / "text.jpg").write_text("not an image")
     assert "text.jpg" in one_line_error(run_script("classify.py", tmp_path / "text.jpg", *ckpt))
     os.makedirs(tmp_path / "no-meta" / "data")
-    assert "meta.mat not found" in one_line_error(run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
+    no_meta = one_line_error(run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
+    assert "has 1 class folder(s) and no data/meta.mat" in no_meta
     assert "already holds a run" in one_line_error(run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
 
 
