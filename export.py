@@ -14,7 +14,6 @@ import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 import argparse
 import os
 import shutil
-import tempfile
 
 import tensorflow as tf
 
@@ -92,24 +91,12 @@ def main(args):
 def write_saved_model(out_dir, classifier, config):
     """The SavedModel and config.json, written into a temporary folder beside `out_dir` and renamed into place when
     complete; an existing `out_dir` is replaced only then."""
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".export-", dir=parent)
-    try:
+    with run_folder.staging_beside(out_dir, "the SavedModel") as staging:
         tf.saved_model.save(classifier, staging, signatures={SIGNATURE: classifier.classify})
         run_folder.save_config(staging, config)
-    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: a full
-        # disk or a size limit, as Python and TensorFlow report them
-        shutil.rmtree(staging, ignore_errors=True)
-        raise run_folder.CheckpointWriteError(
-            f"cannot write the export beside {out_dir} ({error}): free space, or choose another OUT_DIR"
-        ) from None
-    try:
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,6 @@ import argparse
 import hashlib
 import os
 import resource
-import shutil
-import tempfile
 import time
 
 import numpy as np
@@ -140,26 +138,13 @@ def sha256(path):
 def write_run(ckpt_dir, *, model, config):
     """The checkpoint and config.json, written into a temporary folder beside `ckpt_dir` and moved in when
     complete (config.json last, so that a kill leaves no half run); a run already there is replaced."""
-    parent = os.path.dirname(os.path.abspath(ckpt_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".import-", dir=parent)
-    try:
+    with run_folder.staging_beside(ckpt_dir, "the run") as staging:
         run_folder.checkpoint_manager(tf.train.Checkpoint(model=model), staging).save(checkpoint_number=0)
         run_folder.save_config(staging, config)
-    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: a full
-        # disk or a size limit, as Python and TensorFlow report them
-        shutil.rmtree(staging, ignore_errors=True)
-        raise run_folder.CheckpointWriteError(
-            f"cannot write the run beside {ckpt_dir} ({error}): free space, or choose another --ckpt-dir"
-        ) from None
-    try:
         os.makedirs(ckpt_dir, exist_ok=True)
         run_folder.remove(run_folder.run_files(ckpt_dir))
-        names = sorted(os.listdir(staging), key=lambda name: name == run_folder.CONFIG_NAME)
-        for name in names:
+        for name in sorted(os.listdir(staging), key=lambda name: name == run_folder.CONFIG_NAME):
             os.replace(os.path.join(staging, name), os.path.join(ckpt_dir, name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,24 @@ def save_config(ckpt_dir, config):
     os.replace(path + ".tmp", path)
 
 
+@contextlib.contextmanager
+def staging_beside(target, what):
+    """A temporary folder beside `target` (on its disk, so that moving the result in is a rename), removed when the
+    block ends however it ends; a full disk or a size limit while writing `what` is a CheckpointWriteError."""
+    parent = os.path.dirname(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+    try:
+        yield staging
+    except (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: a full
+        # disk or a size limit, as Python and TensorFlow report them
+        raise CheckpointWriteError(
+            f"cannot write {what} beside {target} ({error}): free space, or write it elsewhere"
+        ) from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def config_path(ckpt_dir):
     """The path of the run's config.json; a CheckpointError for a folder without a run."""
     path = os.path.join(ckpt_dir, CONFIG_NAME)

@@ -211,7 +211,7 @@ def test_import_refuses_files_that_are_not_caffe_alexnet(tmp_path):
         path = write_npy(tmp_path / f"{name}.npy", content)
         with pytest.raises(errors.DataError, match=re.escape(message)):
             import_weights.main(import_args(path, tmp_path / "run", classes=words))
-    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".import-*"))
+    assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".staging-*"))
 
 
 def test_import_refuses_class_files_that_are_not_caffe_s(tmp_path, devkit):
