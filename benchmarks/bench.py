@@ -223,6 +223,9 @@ def measure_training(sizes):
     for precision in ("float32", "bf16"):
         key = "fp32" if precision == "float32" else "bf16"
         results[f"train_{key}_img_s"] = training_step_rate(tf, training, precision, sizes)
+        results[f"train_groups2_{key}_img_s"] = training_step_rate(tf, training, precision, sizes, groups=2)
+        groups2, single = results[f"train_groups2_{key}_img_s"], results[f"train_{key}_img_s"]
+        results[f"train_groups2_{key}_vs_single"] = groups2 / single
         results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf, tf.float32 if key == "fp32" else tf.bfloat16, sizes)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
             results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"]
@@ -233,11 +236,11 @@ def measure_training(sizes):
     return results
 
 
-def training_step_rate(tf, training, precision, sizes):
+def training_step_rate(tf, training, precision, sizes, groups=1):
     """Images/s of train.py's compiled training step at TRAIN_BATCH, on synthetic tensors."""
     batch = sizes["TRAIN_BATCH"]
     config = {
-        "architecture": {"num_classes": 1000, "groups": 1, "dropout": 0.5},
+        "architecture": {"num_classes": 1000, "groups": groups, "dropout": 0.5},
         "settings": {
             "seed": 0,
             "lr": training.LEARNING_RATE,
@@ -315,9 +318,11 @@ def step_overhead_ms(tf, training, sizes):
 def training_flops(model):
     """FLOPs of one training image, counted from the layer shapes: a multiply-add is 2 FLOPs; the backward pass
     costs the forward's twice (gradients of weights and of inputs), less the input gradient of the first layer."""
+    import keras
+
     forward, first = 0, None
     for layer in model.layers:
-        if layer.__class__.__name__ == "Conv2D":
+        if isinstance(layer, keras.layers.Conv2D):
             kernel_h, kernel_w, inputs_per_group, filters = layer.kernel.shape
             _, height, width, _ = layer.output.shape
             flops = 2 * height * width * filters * kernel_h * kernel_w * inputs_per_group

@@ -69,3 +69,26 @@ def test_crop_averaging_averages_softmax_over_crops():
 def test_load_trained_without_a_run_names_the_folder(tmp_path):
     with pytest.raises(errors.CheckpointError, match=str(tmp_path)):
         alexnet.load_trained(str(tmp_path))
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 2e-2)])
+def test_grouped_convolution_on_channel_slices_equals_keras_groups(dtype, tolerance):
+    """conv2's shape: 5x5, 96 -> 256 channels in two groups; the same kernel in both layers, forward and gradients."""
+    rng = np.random.default_rng(0)
+    inputs = tf.constant(rng.normal(0, 1, (2, 13, 13, 96)), tf.float32)
+    ours = alexnet.GroupedConv2D(256, 5, padding="same", groups=2, dtype=dtype)
+    keras_groups = keras.layers.Conv2D(256, 5, padding="same", groups=2, dtype=dtype)
+    ours.build(inputs.shape), keras_groups.build(inputs.shape)
+    assert ours.kernel.shape == keras_groups.kernel.shape == (5, 5, 48, 256)
+    weights = [rng.normal(0, 0.05, (5, 5, 48, 256)).astype(np.float32), rng.normal(0, 1, 256).astype(np.float32)]
+    ours.set_weights(weights), keras_groups.set_weights(weights)
+    results = []
+    for layer in (ours, keras_groups):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = tf.cast(layer(inputs), tf.float32)
+            loss = tf.reduce_sum(outputs * tf.cos(outputs))
+        results.append([outputs, *tape.gradient(loss, [inputs, layer.kernel])])
+    for mine, theirs in zip(*results):
+        scale = np.abs(theirs.numpy()).max()
+        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=tolerance, atol=tolerance * scale)

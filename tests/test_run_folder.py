@@ -257,7 +257,7 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
         for suffix in (".index", ".data-00000-of-00001"):
             shutil.copy(evaluated + suffix, str(one_step_run / "ckpt-2") + suffix)
         tf.compat.v1.train.update_checkpoint_state(str(one_step_run), str(one_step_run / "ckpt-2"))
-        return {"top1": 0.5, "topk": 1.0, "images": split.num_images}
+        return {"top1": 0.5, "topk": 1.0, "k": 5, "images": split.num_images}
 
     monkeypatch.setattr(test_script, "evaluate", evaluate_while_training_saves)
     args = test_script.get_args_parser().parse_args(

@@ -77,6 +77,8 @@ def test_bench_quick_writes_every_figure(tmp_path):
         "pipeline_prepared_img_s_per_core",
         "train_fp32_img_s",
         "train_bf16_img_s",
+        "train_groups2_fp32_img_s",
+        "train_groups2_bf16_img_s",
         "matmul_fp32_gflop_s",
         "matmul_bf16_gflop_s",
         "end_to_end_img_s",
@@ -88,6 +90,9 @@ def test_bench_quick_writes_every_figure(tmp_path):
     for key in ("fp32", "bf16"):  # each derived figure is what its name says, from the figures measured
         assert figures[f"train_{key}_fraction_of_matmul_peak"] == pytest.approx(
             figures[f"train_{key}_img_s"] * figures["train_flops_per_image"] / 1e9 / figures[f"matmul_{key}_gflop_s"]
+        )
+        assert figures[f"train_groups2_{key}_vs_single"] == pytest.approx(
+            figures[f"train_groups2_{key}_img_s"] / figures[f"train_{key}_img_s"]
         )
     assert figures["bf16_speedup_over_fp32"] == pytest.approx(figures["train_bf16_img_s"] / figures["train_fp32_img_s"])
     for suffix, rate in (("", "pipeline_img_s_per_core"), ("_prepared", "pipeline_prepared_img_s_per_core")):
