@@ -20,7 +20,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-import startup  # noqa: E402, F401  (quiets TensorFlow's start-up)
+import startup  # noqa: E402  (quiets TensorFlow's start-up)
 import data_reader  # noqa: E402
 import input_pipeline  # noqa: E402
 import prepared_shards  # noqa: E402
@@ -129,8 +129,19 @@ def run_pinned_to_one_core(args, data_dir):
             "--json",
             out.name,
         ] + (["--quick"] if args.quick else [])
-        subprocess.run(command, check=True, preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+        subprocess.run(
+            command,
+            check=True,
+            env=child_env(),
+            preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}),
+        )
         return json.load(open(out.name))
+
+
+def child_env():
+    """This process's environment, less the TensorFlow log level that startup.py set here unless the user had: a
+    child given it would take it for the user's and show TensorFlow's start-up lines."""
+    return {name: value for name, value in os.environ.items() if not (startup.QUIET and name == "TF_CPP_MIN_LOG_LEVEL")}
 
 
 def measure_pipelines(data_dir, sizes):
@@ -371,7 +382,7 @@ def measure_end_to_end(data_dir, scratch, sizes):
         "--save-every",
         str(10**9),
     ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
     return {
         "end_to_end_img_s": float(re.findall(r"images_per_second: ([\d.]+)", out)[-1]),
         "end_to_end_validation_seconds": float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1]),
