@@ -258,7 +258,7 @@ def load_classes(data_dir):
     if is_class_folders(data_dir):
         return folder_classes(data_dir)
     if is_prepared(data_dir) and not os.path.isfile(os.path.join(data_dir, META_MAT)):
-        return [Synset(i + 1, name, name) for i, name in enumerate(read_manifest(data_dir)["classes"])]
+        return named_classes(read_manifest(data_dir)["classes"])
     return load_synsets(os.path.join(data_dir, META_MAT))
 
 
@@ -267,7 +267,7 @@ def folder_classes(data_dir):
     of other classes."""
     fix = "one folder a class: DIR/<class>/*.jpg, or DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg"
     splits = {part: os.path.join(data_dir, name) for part, name in FOLDER_SPLITS.items()}
-    if os.path.isdir(splits["train"]):
+    if splits_given(data_dir):
         names = {part: subfolders(path) if os.path.isdir(path) else [] for part, path in splits.items()}
         only = [
             (name, part)
@@ -289,7 +289,17 @@ def folder_classes(data_dir):
             f"{data_dir} has {len(names)} class folder(s) and no data/meta.mat: give at least {MIN_CLASSES} classes, "
             f"{fix}; or an ILSVRC2012 folder"
         )
+    return named_classes(names)
+
+
+def named_classes(names):
+    """Classes named by folders: each name is its WNID and its words."""
     return [Synset(i + 1, name, name) for i, name in enumerate(names)]
+
+
+def splits_given(data_dir):
+    """Whether your own images come as DIR/train and DIR/val, not to be split here."""
+    return os.path.isdir(os.path.join(data_dir, FOLDER_SPLITS["train"]))
 
 
 def subfolders(folder):
@@ -314,7 +324,7 @@ def nested_image_files(folder):
 def list_folders(data_dir, synsets, part, val_fraction, seed):
     """(paths, labels) of your own images of `part`: from DIR/train and DIR/val, or `val_fraction` of each class
     (at least one image) drawn for validation from (seed, class index) and the rest for training."""
-    given = os.path.isdir(os.path.join(data_dir, FOLDER_SPLITS["train"]))
+    given = splits_given(data_dir)
     paths, labels = [], []
     for index, synset in enumerate(synsets):
         folder = (

@@ -35,7 +35,6 @@ SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share 
 FINETUNE_LR = 1e-3
 FINETUNE_BATCH_SIZE = 32
 FINETUNE_EPOCHS = 10
-ALL_LAYERS = "all"
 
 RUN_DEFAULTS = {
     "epochs": training.EPOCHS,
@@ -53,7 +52,7 @@ RUN_DEFAULTS = {
     "save_every": SAVE_EVERY,
     "val_fraction": data_reader.VAL_FRACTION,
     "init_from": None,
-    "train_layers": ALL_LAYERS,
+    "train_layers": training.ALL_LAYERS,
 }  # precision: the hardware's
 SAMPLE_DEFAULTS = {
     "epochs": SAMPLE_EPOCHS,
@@ -98,9 +97,6 @@ class Settings:
 
     def run_settings(self):
         return {name: getattr(self, name) for name in RUN_DEFAULTS}
-
-    def trained_layers(self):
-        return alexnet.LAYER_NAMES if self.train_layers == ALL_LAYERS else tuple(self.train_layers.split(","))
 
     def max_bad(self, num_images):
         if self.max_bad_images is not None:
@@ -187,8 +183,8 @@ def validate(settings, *, replicas, resumed):
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
             "its config.json was edited; start another with -scratch"
         )
-    unknown = [name for name in settings.trained_layers() if name not in alexnet.LAYER_NAMES]
-    if unknown or not settings.trained_layers():
+    trained = training.trained_layers(settings.train_layers)
+    if not trained or any(name not in alexnet.LAYER_NAMES for name in trained):
         raise UsageError(
             f"--train-layers {settings.train_layers}: name layers of {','.join(alexnet.LAYER_NAMES)}, or say all"
         )
@@ -282,8 +278,8 @@ def add_arguments(parser):
     )
     tuning.add_argument(
         "--train-layers",
-        help=f"comma-separated layers that train, e.g. fc8,fc7 (the others stay frozen), or {ALL_LAYERS} "
-        f"(default: {ALL_LAYERS})",
+        help=f"comma-separated layers that train, e.g. fc8,fc7 (the others stay frozen), or {training.ALL_LAYERS} "
+        f"(default: {training.ALL_LAYERS})",
     )
     parser.add_argument(
         "--xla",

@@ -86,15 +86,9 @@ def validation_set(args, config):
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample)
     synsets = data_reader.load_classes(data_dir)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    trained = config["settings"] or {}  # an imported run has none
-    split = data_reader.read_split(
-        data_dir,
-        synsets,
-        "val",
-        val_fraction=trained.get("val_fraction", data_reader.VAL_FRACTION),
-        seed=trained.get("seed", SEED),
-    )
-    return split.relabeled(order).head(args.limit)
+    trained = config["settings"] or {}  # an imported run has none: read_split's defaults
+    split = {name: trained[name] for name in ("val_fraction", "seed") if name in trained}
+    return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
 def evaluate(model, config, split, args):

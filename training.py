@@ -34,6 +34,7 @@ TOP_K = 5  # the paper's top-5, shown while training
 # reads them, and so waits for the device, after every call); saves fall between calls, so it divides SAVE_EVERY.
 STEPS_PER_EXECUTION = 8
 MAX_DROPPED_STEPS = 0.01  # ours: the fraction of an epoch's steps dropped to keep it a multiple of a call
+ALL_LAYERS = "all"  # --train-layers: every layer trains (fine-tuning may freeze some)
 
 
 def value_of(variable):
@@ -161,9 +162,9 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     alexnet.set_precision(settings["precision"])
     with strategy.scope():
         model = alexnet.alexnet(**config["architecture"])
-        trained = settings.get("train_layers", "all")
+        trained = trained_layers(settings.get("train_layers", ALL_LAYERS))
         for layer in model.layers:
-            layer.trainable = trained == "all" or layer.name in trained.split(",") or not layer.weights
+            layer.trainable = layer.name in trained or not layer.weights
         model.compile(
             optimizer=PaperSGD(
                 learning_rate=settings["lr"],
@@ -187,6 +188,11 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     if distribute.is_multi_worker(strategy):
         distribute.mend_keras_build(model)
     return model, plateau, checkpoint
+
+
+def trained_layers(train_layers):
+    """The layers a run trains, from its train_layers setting: ALL_LAYERS, or comma-separated names."""
+    return alexnet.LAYER_NAMES if train_layers == ALL_LAYERS else tuple(train_layers.split(","))
 
 
 def transfer_weights(model, source_dir, classes):
