@@ -1,11 +1,14 @@
 """Measures what bounds an AlexNet run, in one process tree and one run: training images per second per CPU core
-through our input pipeline against a plain PIL+numpy loader on the same JPEGs, the training step in float32 and
-bf16 against dense matmuls measured alongside, and train.py end to end.
+through our input pipeline against decoding alone and a plain PIL+numpy loader on the same images, --prepare's
+throughput, the training step in float32 and bf16 against dense matmuls measured alongside, and train.py end to end
+against its bare step. The pipeline figures are on generated ImageNet-like JPEGs, or on a sample of yours:
 
-    python benchmarks/bench.py --json bench.json
+    python benchmarks/bench.py --data-dir ILSVRC2012 --json bench.json
 """
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
@@ -21,11 +24,18 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import startup  # noqa: E402  (quiets TensorFlow's start-up)
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import alexnet  # noqa: E402
 import data_reader  # noqa: E402
+import errors  # noqa: E402
 import input_pipeline  # noqa: E402
 import prepared_shards  # noqa: E402
 import preprocessing  # noqa: E402
+import run_folder  # noqa: E402
 import sample_dataset  # noqa: E402
+import training  # noqa: E402
 
 # The generated ImageNet-like JPEGs: photographic content, 300-1600 px wide, about 500x375 on average
 IMAGES = 320
@@ -42,7 +52,8 @@ TRAIN_STEPS = 3  # timed steps after one warm-up step
 MATMUL_SIZE = 4096
 MATMUL_REPEATS = 10
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
-END_TO_END_STEPS = 6  # steps in each of train.py's two epochs; the second one is timed
+END_TO_END_STEPS = 16  # steps in each of train.py's two epochs (two calls of 8 steps); the second one is timed
+IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC2012's training set, for the hours --prepare would take
 
 QUICK = {
     "IMAGES": 24,
@@ -52,11 +63,13 @@ QUICK = {
     "MATMUL_SIZE": 512,
     "MATMUL_REPEATS": 2,
     "END_TO_END_STEPS": 2,
+    "PREPARE_REPEATS": 1,
     "REPEATS": 1,
     "OVERHEAD_STEPS": 100,
     "PIPELINE_EPOCHS": 1,
 }
 PREPARED_TRAIN_SHARDS = 8
+PREPARE_REPEATS = 2  # preparing is slower and steadier than reading
 
 
 def get_args_parser():
@@ -65,23 +78,40 @@ def get_args_parser():
     )
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that every figure is produced")
-    parser.add_argument("--work-dir", help="where the generated JPEGs go (default: a temporary folder)")
+    parser.add_argument(
+        "--data-dir",
+        help="measure the input pipeline and --prepare on a sample of these training images (an ILSVRC2012 folder, "
+        "your own class folders, or prepared shards) instead of generated ones; the training step and train.py "
+        "end to end still run on generated data (default: generated ImageNet-like JPEGs)",
+    )
     parser.add_argument("--part", choices=("all", "pipeline"), default="all", help=argparse.SUPPRESS)
     return parser
 
 
 def main(args):
     sizes = {name: QUICK[name] if args.quick else globals()[name] for name in QUICK}
+    if args.data_dir:
+        data_reader.load_classes(args.data_dir)  # a folder that is not a dataset is one line, before any work
     with tempfile.TemporaryDirectory() as scratch:
-        data_dir = args.work_dir or os.path.join(scratch, "ILSVRC2012")
         if args.part == "pipeline":
-            results = measure_pipelines(data_dir, sizes)
+            results = measure_pipelines(args.data_dir, scratch, sizes)
         else:
-            make_photo_dataset(data_dir, sizes["IMAGES"])
-            prepared_shards.prepare(data_dir, data_dir + "-prepared", train_shards=PREPARED_TRAIN_SHARDS, val_shards=1)
-            results = {"cpu": cpu_name(), "cores": os.cpu_count(), **run_pinned_to_one_core(args, data_dir)}
+            generated = os.path.join(scratch, "ILSVRC2012")
+            make_photo_dataset(generated, sizes["IMAGES"])
+            prepared_shards.prepare(
+                generated, generated + "-prepared", train_shards=PREPARED_TRAIN_SHARDS, val_shards=1
+            )
+            results = {
+                "cpu": cpu_name(),
+                "cores": os.cpu_count(),
+                "pipeline_data": os.path.abspath(args.data_dir) if args.data_dir else "generated",
+                **run_pinned_to_one_core(args, args.data_dir or generated),
+            }
+            if "prepare_img_s_per_core" in results:
+                machine_rate = results["prepare_img_s_per_core"] * results["cores"]
+                results["prepare_hours_imagenet_train"] = IMAGENET_TRAIN_IMAGES / machine_rate / 3600
             results.update(measure_training(sizes))
-            results.update(measure_end_to_end(data_dir, scratch, sizes))
+            results.update(measure_end_to_end(generated, scratch, sizes))
             print_table(results)
     if args.json:
         with open(args.json, "w") as f:
@@ -124,7 +154,7 @@ def run_pinned_to_one_core(args, data_dir):
             os.path.abspath(__file__),
             "--part",
             "pipeline",
-            "--work-dir",
+            "--data-dir",
             data_dir,
             "--json",
             out.name,
@@ -144,45 +174,128 @@ def child_env():
     return {name: value for name, value in os.environ.items() if not (startup.QUIET and name == "TF_CPP_MIN_LOG_LEVEL")}
 
 
-def measure_pipelines(data_dir, sizes):
+def measure_pipelines(data_dir, scratch, sizes):
+    """The input pipeline's figures on a sample of `data_dir`'s training images. Image files are also prepared (the
+    sample, into shards in `scratch`, timed) and the prepared figures measured on those shards."""
     synsets = data_reader.load_classes(data_dir)
     split = data_reader.read_split(data_dir, synsets, "train")
-    prepared = data_reader.read_split(data_dir + "-prepared", synsets, "train")
     spec = preprocessing.Preprocessing(mean=(120.0, 115.0, 105.0))
-    batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
-    steps = split.num_images // batch
-    train, train_prepared = (
-        input_pipeline.train_dataset(
-            data,
-            spec=spec,
-            batch_size=batch,
-            steps_per_epoch=steps,
-            first_epoch=0,
-            epochs=epochs,
-            augment="paper",
-            deterministic=False,
+    results = {}
+    if split.prepared:
+        shards = whole_shards(split, sizes["IMAGES"])
+    else:
+        files = random_sample(split, sizes["IMAGES"])
+        results.update(measure_folder_pipelines(files, spec, sizes))
+        shards, results["prepare_img_s_per_core"] = prepare_sample(files, data_dir, synsets, scratch, sizes)
+    results.update(measure_prepared_pipeline(shards, spec, sizes))
+    if "pil_img_s_per_core" in results:
+        results["pipeline_speedup_vs_pil_prepared"] = (
+            results["pipeline_prepared_img_s_per_core"] / results["pil_img_s_per_core"]
         )
-        for data in (split, prepared)
-    )
+    return results
+
+
+def random_sample(split, count):
+    order = np.random.default_rng(0).permutation(split.num_images)[:count]
+    return data_reader.Split([split.paths[i] for i in order], [split.labels[i] for i in order], None)
+
+
+def whole_shards(split, count):
+    """The first shards holding at least `count` records: a pipeline reads shards whole."""
+    shards = int(np.searchsorted(np.cumsum(split.shard_sizes), count)) + 1
+    return split._replace(paths=split.paths[:shards], shard_sizes=split.shard_sizes[:shards])
+
+
+def measure_folder_pipelines(files, spec, sizes):
+    batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
+    train = training_pipeline(files, spec, sizes)
     evaluation = input_pipeline.eval_dataset(
-        data_reader.Split(split.paths * epochs, split.labels * epochs, None),
+        data_reader.Split(files.paths * epochs, files.labels * epochs, None),
         spec=spec,
         batch_size=batch,
         crops="random",
         k_crops=5,
     )
+    decoded = tf.data.Dataset.from_tensor_slices(files.paths * epochs).map(tf.io.read_file)
     rng = np.random.default_rng(0)
     results = {
         "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
-        "pipeline_prepared_img_s_per_core": best_rate(lambda: count_images(train_prepared), repeats + 1),
+        "decode_only_img_s_per_core": best_rate(lambda: count_decoded(decoded), repeats + 1),
         "pipeline_eval_img_s_per_core": best_rate(lambda: count_images(evaluation), repeats + 1),
-        "pil_img_s_per_core": best_rate(lambda: pil_reference(split.paths * epochs, spec.mean, batch, rng), repeats),
+        "pil_img_s_per_core": best_rate(lambda: pil_reference(files.paths * epochs, spec.mean, batch, rng), repeats),
     }
+    results["pipeline_fraction_of_decode"] = results["pipeline_img_s_per_core"] / results["decode_only_img_s_per_core"]
     results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
-    results["pipeline_speedup_vs_pil_prepared"] = (
-        results["pipeline_prepared_img_s_per_core"] / results["pil_img_s_per_core"]
+    return results
+
+
+def prepare_sample(files, data_dir, synsets, scratch, sizes):
+    """The sample written as PREPARED_TRAIN_SHARDS shards by --prepare's own shard writer: (the shards as a split,
+    images/s)."""
+    entries = [(os.path.relpath(path, data_dir), label) for path, label in zip(files.paths, files.labels)]
+    bounds = np.linspace(0, len(entries), PREPARED_TRAIN_SHARDS + 1).astype(int)
+    paths = [os.path.join(scratch, f"train-{index:05d}") for index in range(PREPARED_TRAIN_SHARDS)]
+    unreadable = []
+
+    def prepare():
+        quiet = keras.utils.Progbar(len(entries), verbose=0)
+        unreadable[:] = [
+            bad
+            for path, start, end in zip(paths, bounds[:-1], bounds[1:])
+            for bad in prepared_shards.write_shard(data_dir, entries[start:end], synsets, path, quiet)
+        ]
+        return len(entries)
+
+    rate = best_rate(prepare, sizes["PREPARE_REPEATS"])
+    written = [int(end - start) for start, end in zip(bounds[:-1], bounds[1:])]
+    skipped = {os.path.join(data_dir, path) for path in unreadable}
+    shard_of = np.repeat(np.arange(PREPARED_TRAIN_SHARDS), written)
+    for path, shard in zip(files.paths, shard_of):
+        written[shard] -= path in skipped
+    return data_reader.Split(paths, None, written), rate
+
+
+def measure_prepared_pipeline(shards, spec, sizes):
+    repeats, epochs = sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
+    train = training_pipeline(shards, spec, sizes)
+    encoded = (
+        tf.data.TFRecordDataset(shards.paths * epochs)
+        .batch(256)
+        .map(lambda records: prepared_shards.parse_records(records)[0])
+        .unbatch()
+    )
+    results = {
+        "pipeline_prepared_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
+        "decode_only_prepared_img_s_per_core": best_rate(lambda: count_decoded(encoded), repeats + 1),
+    }
+    results["pipeline_prepared_fraction_of_decode"] = (
+        results["pipeline_prepared_img_s_per_core"] / results["decode_only_prepared_img_s_per_core"]
     )
     return results
+
+
+def training_pipeline(split, spec, sizes):
+    batch = sizes["PIPELINE_BATCH"]
+    return input_pipeline.train_dataset(
+        split,
+        spec=spec,
+        batch_size=batch,
+        steps_per_epoch=split.num_images // batch,
+        first_epoch=0,
+        epochs=sizes["PIPELINE_EPOCHS"],
+        augment="paper",
+        deterministic=False,
+    )
+
+
+def count_decoded(encoded_images):
+    """Images of a dataset of encoded images that decode: the whole image decoded (libjpeg for JPEGs), no resize,
+    no crop: the limit of any pipeline reading these files."""
+    shapes = encoded_images.map(
+        lambda encoded: tf.shape(preprocessing.decode_rgb(encoded)), num_parallel_calls=tf.data.AUTOTUNE
+    ).ignore_errors()
+    with startup.decoder_noise_held_back():
+        return sum(1 for _ in shapes)
 
 
 def best_rate(run, repeats):
@@ -225,31 +338,26 @@ def pil_reference(paths, mean, batch, rng):
 
 
 def measure_training(sizes):
-    import tensorflow as tf
-
-    import alexnet
-    import training
-
     results = {"train_flops_per_image": training_flops(alexnet.alexnet())}
     for precision in ("float32", "bf16"):
         key = "fp32" if precision == "float32" else "bf16"
-        results[f"train_{key}_img_s"] = training_step_rate(tf, training, precision, sizes)
-        results[f"train_groups2_{key}_img_s"] = training_step_rate(tf, training, precision, sizes, groups=2)
+        results[f"train_{key}_img_s"] = training_step_rate(precision, sizes)
+        results[f"train_groups2_{key}_img_s"] = training_step_rate(precision, sizes, groups=2)
         groups2, single = results[f"train_groups2_{key}_img_s"], results[f"train_{key}_img_s"]
         results[f"train_groups2_{key}_vs_single"] = groups2 / single
-        results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf, tf.float32 if key == "fp32" else tf.bfloat16, sizes)
+        results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf.float32 if key == "fp32" else tf.bfloat16, sizes)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
             results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"]
         )
     alexnet.set_precision("float32")
     results["bf16_speedup_over_fp32"] = results["train_bf16_img_s"] / results["train_fp32_img_s"]
-    results["step_overhead_ms"] = step_overhead_ms(tf, training, sizes)
+    results["step_overhead_ms"] = step_overhead_ms(sizes)
     return results
 
 
-def training_step_rate(tf, training, precision, sizes, groups=1):
-    """Images/s of train.py's compiled training step at TRAIN_BATCH, on synthetic tensors."""
-    batch = sizes["TRAIN_BATCH"]
+def training_step_rate(precision, sizes, groups=1, batch=None):
+    """Images/s of train.py's compiled training step at `batch` (default TRAIN_BATCH), on synthetic tensors."""
+    batch = batch or sizes["TRAIN_BATCH"]
     config = {
         "architecture": {"num_classes": 1000, "groups": groups, "dropout": 0.5},
         "settings": {
@@ -274,18 +382,11 @@ def training_step_rate(tf, training, precision, sizes, groups=1):
     return best_rate(train_step, sizes["TRAIN_STEPS"])
 
 
-def step_overhead_ms(tf, training, sizes):
+def step_overhead_ms(sizes):
     """What train.py's Model.fit costs a step beyond the compiled steps themselves, in ms: a model too small to take
     any time trained by fit with train.py's callbacks, progress bar and steps per call, against the same compiled
     calls in a bare loop. The difference of two fit lengths cancels each fit's fixed costs (start, the epoch's
     checkpoint)."""
-    import contextlib
-    import io
-
-    import keras
-
-    import run_folder
-
     steps = sizes["OVERHEAD_STEPS"]
     config = {
         "settings": {"batch_size": 2, "save_every": 10**9 * training.STEPS_PER_EXECUTION},
@@ -308,7 +409,7 @@ def step_overhead_ms(tf, training, sizes):
                 config=config, plateau=keras.callbacks.Callback(), manager=manager, log_dir=os.path.join(folder, "logs")
             )
             start = time.perf_counter()
-            model.fit(data, epochs=1, steps_per_epoch=count, callbacks=callbacks, verbose=1)
+            model.fit(data, epochs=1, steps_per_epoch=count, callbacks=callbacks, verbose=1, shuffle=False)
             return time.perf_counter() - start
 
     def bare_seconds(count):
@@ -329,8 +430,6 @@ def step_overhead_ms(tf, training, sizes):
 def training_flops(model):
     """FLOPs of one training image, counted from the layer shapes: a multiply-add is 2 FLOPs; the backward pass
     costs the forward's twice (gradients of weights and of inputs), less the input gradient of the first layer."""
-    import keras
-
     forward, first = 0, None
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -346,7 +445,7 @@ def training_flops(model):
     return 3 * forward - first
 
 
-def matmul_gflops(tf, dtype, sizes):
+def matmul_gflops(dtype, sizes):
     n = sizes["MATMUL_SIZE"]
     a, b = tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
@@ -361,32 +460,42 @@ def matmul_gflops(tf, dtype, sizes):
 
 
 def measure_end_to_end(data_dir, scratch, sizes):
-    """Training images/s of train.py's second epoch (its validation pass excluded, and timed apart), fed by the
-    real pipeline from the generated JPEG folder."""
-    command = [
-        sys.executable,
-        os.path.join(ROOT, "train.py"),
-        "-scratch",
-        "--data-dir",
-        data_dir,
-        "--ckpt-dir",
-        os.path.join(scratch, "ckpt"),
-        "--log-dir",
-        os.path.join(scratch, "logs"),
-        "--epochs",
-        "2",
-        "--steps-per-epoch",
-        str(sizes["END_TO_END_STEPS"]),
-        "--batch-size",
-        str(sizes["PIPELINE_BATCH"]),
-        "--save-every",
-        str(10**9),
-    ]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
-    return {
-        "end_to_end_img_s": float(re.findall(r"images_per_second: ([\d.]+)", out)[-1]),
-        "end_to_end_validation_seconds": float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1]),
-    }
+    """train.py's training images/s (its second epoch; the validation pass excluded, and timed apart) fed from the
+    generated JPEG folder and from its prepared shards, each as a fraction of the bare compiled step (synthetic
+    tensors, no input pipeline) at the same batch and precision, in the same run."""
+    results = {}
+    for suffix, data in (("", data_dir), ("_prepared", data_dir + "-prepared")):
+        ckpt_dir = os.path.join(scratch, f"ckpt{suffix}")
+        command = [
+            sys.executable,
+            os.path.join(ROOT, "train.py"),
+            "-scratch",
+            "--data-dir",
+            data,
+            "--ckpt-dir",
+            ckpt_dir,
+            "--log-dir",
+            os.path.join(scratch, f"logs{suffix}"),
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            str(sizes["END_TO_END_STEPS"]),
+            "--batch-size",
+            str(sizes["PIPELINE_BATCH"]),
+            "--save-every",
+            str(10**9),
+        ]
+        out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
+        results[f"end_to_end{suffix}_img_s"] = float(re.findall(r"images_per_second: ([\d.]+)", out)[-1])
+        results[f"end_to_end{suffix}_validation_seconds"] = float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])
+    precision = run_folder.load_config(ckpt_dir)["settings"]["precision"]
+    results["end_to_end_precision"] = precision
+    results["bare_step_img_s"] = training_step_rate(precision, sizes, batch=sizes["PIPELINE_BATCH"])
+    alexnet.set_precision("float32")
+    for suffix in ("", "_prepared"):
+        rate = results[f"end_to_end{suffix}_img_s"]
+        results[f"end_to_end{suffix}_fraction_of_step"] = rate / results["bare_step_img_s"]
+    return results
 
 
 def cpu_name():
@@ -404,4 +513,6 @@ def print_table(results):
 
 
 if __name__ == "__main__":
-    main(get_args_parser().parse_args())
+    parser = get_args_parser()
+    with errors.reported(parser):
+        main(parser.parse_args())

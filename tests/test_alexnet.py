@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import keras
 import pytest
@@ -55,6 +57,53 @@ def test_lrn_is_the_papers_formula():
     sums = sum(padded[..., i : i + 8] for i in range(5))
     expected = a / (2 + 1e-4 * sums) ** 0.75
     np.testing.assert_allclose(alexnet.LocalResponseNormalization()(a), expected, rtol=1e-5)
+
+
+def reference_lrn(a, depth_radius, bias, alpha, beta):
+    """The paper's formula in float64, written out channel by channel (TF's LRN op has no float64 kernel)."""
+    channels = a.shape[-1]
+    sums = [
+        tf.add_n([a[..., j] ** 2 for j in range(max(0, i - depth_radius), min(channels, i + depth_radius + 1))])
+        for i in range(channels)
+    ]
+    return a / (bias + alpha * tf.stack(sums, axis=-1)) ** beta
+
+
+def value_and_gradient(lrn, a, upstream):
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        b = lrn(a)
+    return b, tape.gradient(b, a, output_gradients=upstream)
+
+
+@pytest.mark.parametrize("constants", [alexnet.PAPER_LRN, alexnet.CAFFE_BVLC["lrn"]], ids=["paper", "caffe"])
+def test_lrn_and_its_gradient_match_the_formula_in_float64(constants):
+    """Training's fused LRN, inference's TF kernel and tf.nn.local_response_normalization against the formula
+    differentiated in float64: float32 to 1e-5 relative, bfloat16 to its rounding. Post-ReLU activations large
+    enough that the window sums change the result by tens of percent."""
+    rng = np.random.default_rng(0)
+    a = np.maximum(rng.normal(20, 60, (2, 5, 5, 96)), 0)
+    upstream = rng.normal(0, 1, a.shape)
+    expected, expected_gradient = value_and_gradient(
+        lambda x: reference_lrn(x, **constants), tf.constant(a, tf.float64), tf.constant(upstream, tf.float64)
+    )
+    assert np.max(np.abs(expected - a)) > 0.3 * np.max(a)
+    for dtype, rtol in ((tf.float32, 1e-5), (tf.bfloat16, 2**-7)):
+        layer = alexnet.LocalResponseNormalization(**constants, dtype=dtype.name)
+        candidates = {
+            "fused": functools.partial(layer, training=True),
+            "tf kernel": functools.partial(layer, training=False),
+        }
+        if dtype == tf.float32:  # TF's op has no bfloat16 CPU kernel
+            candidates["tf.nn"] = lambda x: tf.nn.local_response_normalization(x, **constants)
+        for name, lrn in candidates.items():
+            b, gradient = value_and_gradient(lrn, tf.constant(a, dtype), tf.constant(upstream, dtype))
+            assert b.dtype == dtype and gradient.dtype == dtype, name
+            scale = np.max(np.abs(expected_gradient))
+            np.testing.assert_allclose(tf.cast(b, tf.float64), expected, rtol=rtol, atol=1e-6, err_msg=name)
+            np.testing.assert_allclose(
+                tf.cast(gradient, tf.float64), expected_gradient, rtol=rtol, atol=rtol * scale, err_msg=name
+            )
 
 
 def test_crop_averaging_averages_softmax_over_crops():

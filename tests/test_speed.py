@@ -1,7 +1,9 @@
 """The fast paths keep the semantics of the reference ones; the benchmark produces all its figures."""
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 
 import numpy as np
@@ -12,7 +14,7 @@ from PIL import Image
 import alexnet
 import preprocessing
 import training
-from conftest import SCRIPT_ENV, script_command
+from conftest import ROOT, SCRIPT_ENV, script_command
 
 
 def smooth_photo(width, height, rng):
@@ -59,10 +61,24 @@ def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, t
         alexnet.set_precision("float32")
 
 
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "benchmarks", "bench.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
 @pytest.mark.slow
-def test_bench_quick_writes_every_figure(tmp_path):
+def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
+    """With --data-dir of the user's own class folders: the pipeline figures on those, the rest on generated data."""
+    folders = tmp_path / "my_classes"
+    train_dir = os.path.join(tiny_data, "ILSVRC2012_img_train")
+    for wnid in sorted(os.listdir(train_dir))[:3]:
+        shutil.copytree(os.path.join(train_dir, wnid), folders / f"class_{wnid}")
     result = subprocess.run(
-        script_command(os.path.join("benchmarks", "bench.py"), "--quick", "--json", tmp_path / "bench.json"),
+        script_command(
+            os.path.join("benchmarks", "bench.py"), "--quick", "--data-dir", folders, "--json", tmp_path / "bench.json"
+        ),
         capture_output=True,
         text=True,
         env=SCRIPT_ENV,
@@ -70,11 +86,15 @@ def test_bench_quick_writes_every_figure(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     figures = json.loads((tmp_path / "bench.json").read_text())
+    assert figures["pipeline_data"] == str(folders)
     rates = (
         "pipeline_img_s_per_core",
+        "decode_only_img_s_per_core",
         "pipeline_eval_img_s_per_core",
         "pil_img_s_per_core",
+        "prepare_img_s_per_core",
         "pipeline_prepared_img_s_per_core",
+        "decode_only_prepared_img_s_per_core",
         "train_fp32_img_s",
         "train_bf16_img_s",
         "train_groups2_fp32_img_s",
@@ -83,6 +103,9 @@ def test_bench_quick_writes_every_figure(tmp_path):
         "matmul_bf16_gflop_s",
         "end_to_end_img_s",
         "end_to_end_validation_seconds",
+        "end_to_end_prepared_img_s",
+        "end_to_end_prepared_validation_seconds",
+        "bare_step_img_s",
     )
     assert all(figures[key] > 0 for key in rates), figures
     assert 0 <= figures["step_overhead_ms"] < 100
@@ -99,4 +122,29 @@ def test_bench_quick_writes_every_figure(tmp_path):
         assert figures[f"pipeline_speedup_vs_pil{suffix}"] == pytest.approx(
             figures[rate] / figures["pil_img_s_per_core"]
         )
+        assert figures[f"pipeline{suffix}_fraction_of_decode"] == pytest.approx(
+            figures[rate] / figures[f"decode_only{suffix}_img_s_per_core"]
+        )
+        assert figures[f"end_to_end{suffix}_fraction_of_step"] == pytest.approx(
+            figures[f"end_to_end{suffix}_img_s"] / figures["bare_step_img_s"]
+        )
+    assert figures["end_to_end_precision"] == alexnet.default_precision()
+    assert figures["prepare_hours_imagenet_train"] == pytest.approx(
+        1_281_167 / (figures["prepare_img_s_per_core"] * figures["cores"]) / 3600
+    )
     assert figures["cores"] == os.cpu_count() and figures["cpu"]
+
+
+def test_bench_pipeline_figures_on_prepared_shards_and_decode_count(prepared_data, tmp_path):
+    """Prepared shards given: the prepared figures only (no files to prepare or open with PIL); decoding-only
+    counts the images that decode, on whole shards."""
+    bench = load_bench()
+    figures = bench.measure_pipelines(prepared_data, str(tmp_path), bench.QUICK)
+    assert set(figures) == {
+        "pipeline_prepared_img_s_per_core",
+        "decode_only_prepared_img_s_per_core",
+        "pipeline_prepared_fraction_of_decode",
+    }
+    assert all(value > 0 for value in figures.values())
+    good = tf.io.encode_jpeg(tf.zeros((40, 30, 3), tf.uint8)).numpy()
+    assert bench.count_decoded(tf.data.Dataset.from_tensor_slices([good, good[:200], b"text", good])) == 2
