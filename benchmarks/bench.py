@@ -48,9 +48,9 @@ REPEATS = 3  # every figure is the best of this many timed runs: this VM's cores
 PIPELINE_BATCH = 32
 PIPELINE_EPOCHS = 4  # passes over the images in each timed run, so that pipeline start-up weighs little
 TRAIN_BATCH = 128  # the paper's
-TRAIN_STEPS = 3  # timed steps after one warm-up step
+TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one warm-up of each
 MATMUL_SIZE = 4096
-MATMUL_REPEATS = 10
+BARE_STEPS = 20  # timed steps of the bare step that train.py's end-to-end rate is compared with
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
 END_TO_END_STEPS = 16  # steps in each of train.py's two epochs (two calls of 8 steps); the second one is timed
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC2012's training set, for the hours --prepare would take
@@ -61,7 +61,7 @@ QUICK = {
     "TRAIN_BATCH": 8,
     "TRAIN_STEPS": 1,
     "MATMUL_SIZE": 512,
-    "MATMUL_REPEATS": 2,
+    "BARE_STEPS": 2,
     "END_TO_END_STEPS": 2,
     "PREPARE_REPEATS": 1,
     "REPEATS": 1,
@@ -218,12 +218,13 @@ def measure_folder_pipelines(files, spec, sizes):
     )
     decoded = tf.data.Dataset.from_tensor_slices(files.paths * epochs).map(tf.io.read_file)
     rng = np.random.default_rng(0)
-    results = {
-        "pipeline_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
-        "decode_only_img_s_per_core": best_rate(lambda: count_decoded(decoded), repeats + 1),
-        "pipeline_eval_img_s_per_core": best_rate(lambda: count_images(evaluation), repeats + 1),
-        "pil_img_s_per_core": best_rate(lambda: pil_reference(files.paths * epochs, spec.mean, batch, rng), repeats),
+    runs = {
+        "pipeline_img_s_per_core": lambda: count_images(train),
+        "decode_only_img_s_per_core": lambda: count_decoded(decoded),
+        "pipeline_eval_img_s_per_core": lambda: count_images(evaluation),
+        "pil_img_s_per_core": lambda: pil_reference(files.paths * epochs, spec.mean, batch, rng),
     }
+    results = best_rates(runs, repeats + 1)
     results["pipeline_fraction_of_decode"] = results["pipeline_img_s_per_core"] / results["decode_only_img_s_per_core"]
     results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
     return results
@@ -246,7 +247,7 @@ def prepare_sample(files, data_dir, synsets, scratch, sizes):
         ]
         return len(entries)
 
-    rate = best_rate(prepare, sizes["PREPARE_REPEATS"])
+    rate = best_rates({"prepare": prepare}, sizes["PREPARE_REPEATS"])["prepare"]
     written = [int(end - start) for start, end in zip(bounds[:-1], bounds[1:])]
     skipped = {os.path.join(data_dir, path) for path in unreadable}
     shard_of = np.repeat(np.arange(PREPARED_TRAIN_SHARDS), written)
@@ -264,10 +265,11 @@ def measure_prepared_pipeline(shards, spec, sizes):
         .map(lambda records: prepared_shards.parse_records(records)[0])
         .unbatch()
     )
-    results = {
-        "pipeline_prepared_img_s_per_core": best_rate(lambda: count_images(train), repeats + 1),
-        "decode_only_prepared_img_s_per_core": best_rate(lambda: count_decoded(encoded), repeats + 1),
+    runs = {
+        "pipeline_prepared_img_s_per_core": lambda: count_images(train),
+        "decode_only_prepared_img_s_per_core": lambda: count_decoded(encoded),
     }
+    results = best_rates(runs, repeats + 1)
     results["pipeline_prepared_fraction_of_decode"] = (
         results["pipeline_prepared_img_s_per_core"] / results["decode_only_prepared_img_s_per_core"]
     )
@@ -298,15 +300,17 @@ def count_decoded(encoded_images):
         return sum(1 for _ in shapes)
 
 
-def best_rate(run, repeats):
-    """The best items/s of `repeats` calls of `run`, which returns how many items it did; the first call of a
-    tf.data pipeline includes its tracing and autotuning, so pipelines get one call more."""
-    rates = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        items = run()
-        rates.append(items / (time.perf_counter() - start))
-    return max(rates)
+def best_rates(runs, rounds):
+    """The best items/s of each of `runs` (name: a call that returns how many items it did) over `rounds` rounds,
+    each round calling every run once: the figures whose ratios are reported see the same moments of this VM. The
+    first call of a tf.data pipeline includes its tracing and autotuning, so pipelines get one round more."""
+    best = dict.fromkeys(runs, 0.0)
+    for _ in range(rounds):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            items = run()
+            best[name] = max(best[name], items / (time.perf_counter() - start))
+    return best
 
 
 def count_images(dataset):
@@ -341,11 +345,15 @@ def measure_training(sizes):
     results = {"train_flops_per_image": training_flops(alexnet.alexnet())}
     for precision in ("float32", "bf16"):
         key = "fp32" if precision == "float32" else "bf16"
-        results[f"train_{key}_img_s"] = training_step_rate(precision, sizes)
-        results[f"train_groups2_{key}_img_s"] = training_step_rate(precision, sizes, groups=2)
+        runs = {
+            f"train_{key}_img_s": training_step(precision, sizes),
+            f"train_groups2_{key}_img_s": training_step(precision, sizes, groups=2),
+            f"matmul_{key}_gflop_s": matmul(tf.float32 if key == "fp32" else tf.bfloat16, sizes),
+        }
+        results.update(best_rates(runs, sizes["TRAIN_STEPS"]))
+        results[f"matmul_{key}_gflop_s"] /= 1e9
         groups2, single = results[f"train_groups2_{key}_img_s"], results[f"train_{key}_img_s"]
         results[f"train_groups2_{key}_vs_single"] = groups2 / single
-        results[f"matmul_{key}_gflop_s"] = matmul_gflops(tf.float32 if key == "fp32" else tf.bfloat16, sizes)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
             results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"]
         )
@@ -355,8 +363,9 @@ def measure_training(sizes):
     return results
 
 
-def training_step_rate(precision, sizes, groups=1, batch=None):
-    """Images/s of train.py's compiled training step at `batch` (default TRAIN_BATCH), on synthetic tensors."""
+def training_step(precision, sizes, groups=1, batch=None):
+    """One step of train.py's compiled training at `batch` (default TRAIN_BATCH) on synthetic tensors, as a call
+    for best_rates; built and run once here."""
     batch = batch or sizes["TRAIN_BATCH"]
     config = {
         "architecture": {"num_classes": 1000, "groups": groups, "dropout": 0.5},
@@ -379,7 +388,7 @@ def training_step_rate(precision, sizes, groups=1, batch=None):
         model.train_on_batch(images, labels)
         return batch
 
-    return best_rate(train_step, sizes["TRAIN_STEPS"])
+    return train_step
 
 
 def step_overhead_ms(sizes):
@@ -445,7 +454,8 @@ def training_flops(model):
     return 3 * forward - first
 
 
-def matmul_gflops(dtype, sizes):
+def matmul(dtype, sizes):
+    """One dense MATMUL_SIZE-square matmul, as a call for best_rates (its items are FLOPs); run once here."""
     n = sizes["MATMUL_SIZE"]
     a, b = tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
@@ -456,16 +466,18 @@ def matmul_gflops(dtype, sizes):
         return 2 * n**3
 
     multiply()
-    return best_rate(multiply, sizes["MATMUL_REPEATS"]) / 1e9
+    return multiply
 
 
 def measure_end_to_end(data_dir, scratch, sizes):
     """train.py's training images/s (its second epoch; the validation pass excluded, and timed apart) fed from the
     generated JPEG folder and from its prepared shards, each as a fraction of the bare compiled step (synthetic
-    tensors, no input pipeline) at the same batch and precision, in the same run."""
-    results = {}
+    tensors, no input pipeline) at the same batch and precision, timed before and after them."""
+    precision = alexnet.default_precision()
+    bare_step = training_step(precision, sizes, batch=sizes["PIPELINE_BATCH"])
+    bare_rates = [best_rates({"bare": bare_step}, sizes["BARE_STEPS"] // 2)["bare"]]
+    results = {"end_to_end_precision": precision}
     for suffix, data in (("", data_dir), ("_prepared", data_dir + "-prepared")):
-        ckpt_dir = os.path.join(scratch, f"ckpt{suffix}")
         command = [
             sys.executable,
             os.path.join(ROOT, "train.py"),
@@ -473,7 +485,7 @@ def measure_end_to_end(data_dir, scratch, sizes):
             "--data-dir",
             data,
             "--ckpt-dir",
-            ckpt_dir,
+            os.path.join(scratch, f"ckpt{suffix}"),
             "--log-dir",
             os.path.join(scratch, f"logs{suffix}"),
             "--epochs",
@@ -482,16 +494,17 @@ def measure_end_to_end(data_dir, scratch, sizes):
             str(sizes["END_TO_END_STEPS"]),
             "--batch-size",
             str(sizes["PIPELINE_BATCH"]),
+            "--precision",
+            precision,
             "--save-every",
             str(10**9),
         ]
         out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
         results[f"end_to_end{suffix}_img_s"] = float(re.findall(r"images_per_second: ([\d.]+)", out)[-1])
         results[f"end_to_end{suffix}_validation_seconds"] = float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])
-    precision = run_folder.load_config(ckpt_dir)["settings"]["precision"]
-    results["end_to_end_precision"] = precision
-    results["bare_step_img_s"] = training_step_rate(precision, sizes, batch=sizes["PIPELINE_BATCH"])
+    bare_rates.append(best_rates({"bare": bare_step}, sizes["BARE_STEPS"] // 2)["bare"])
     alexnet.set_precision("float32")
+    results["bare_step_img_s"] = max(bare_rates)
     for suffix in ("", "_prepared"):
         rate = results[f"end_to_end{suffix}_img_s"]
         results[f"end_to_end{suffix}_fraction_of_step"] = rate / results["bare_step_img_s"]
