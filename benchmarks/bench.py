@@ -52,7 +52,8 @@ TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one 
 MATMUL_SIZE = 4096
 BARE_STEPS = 20  # timed steps of the bare step that train.py's end-to-end rate is compared with
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
-END_TO_END_STEPS = 16  # steps in each of train.py's two epochs (two calls of 8 steps); the second one is timed
+END_TO_END_STEPS = 16  # steps in each of train.py's epochs (two calls of 8 steps)
+END_TO_END_EPOCHS = 4  # the best of the epochs after the first (which traces and compiles) counts
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC2012's training set, for the hours --prepare would take
 
 QUICK = {
@@ -63,6 +64,7 @@ QUICK = {
     "MATMUL_SIZE": 512,
     "BARE_STEPS": 2,
     "END_TO_END_STEPS": 2,
+    "END_TO_END_EPOCHS": 2,
     "PREPARE_REPEATS": 1,
     "REPEATS": 1,
     "OVERHEAD_STEPS": 100,
@@ -470,9 +472,9 @@ def matmul(dtype, sizes):
 
 
 def measure_end_to_end(data_dir, scratch, sizes):
-    """train.py's training images/s (its second epoch; the validation pass excluded, and timed apart) fed from the
-    generated JPEG folder and from its prepared shards, each as a fraction of the bare compiled step (synthetic
-    tensors, no input pipeline) at the same batch and precision, timed before and after them."""
+    """train.py's training images/s (its best epoch after the first; the validation pass excluded, and timed apart)
+    fed from the generated JPEG folder and from its prepared shards, each as a fraction of the bare compiled step
+    (synthetic tensors, no input pipeline) at the same batch and precision, timed before and after them."""
     precision = alexnet.default_precision()
     bare_step = training_step(precision, sizes, batch=sizes["PIPELINE_BATCH"])
     bare_rates = [best_rates({"bare": bare_step}, sizes["BARE_STEPS"] // 2)["bare"]]
@@ -489,7 +491,7 @@ def measure_end_to_end(data_dir, scratch, sizes):
             "--log-dir",
             os.path.join(scratch, f"logs{suffix}"),
             "--epochs",
-            "2",
+            str(sizes["END_TO_END_EPOCHS"]),
             "--steps-per-epoch",
             str(sizes["END_TO_END_STEPS"]),
             "--batch-size",
@@ -500,7 +502,8 @@ def measure_end_to_end(data_dir, scratch, sizes):
             str(10**9),
         ]
         out = subprocess.run(command, capture_output=True, text=True, check=True, env=child_env()).stdout
-        results[f"end_to_end{suffix}_img_s"] = float(re.findall(r"images_per_second: ([\d.]+)", out)[-1])
+        epochs = [float(rate) for rate in re.findall(r"images_per_second: ([\d.]+)", out)]
+        results[f"end_to_end{suffix}_img_s"] = max(epochs[1:])
         results[f"end_to_end{suffix}_validation_seconds"] = float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])
     bare_rates.append(best_rates({"bare": bare_step}, sizes["BARE_STEPS"] // 2)["bare"])
     alexnet.set_precision("float32")
