@@ -83,9 +83,9 @@ class LocalResponseNormalization(layers.Layer):
 
 
 def fused_local_response_normalization(inputs, depth_radius, bias, alpha, beta):
-    """LRN as one XLA loop forward and one backward that recomputes the window sums instead of storing them. TF's LRN
-    kernel and its gradient took 35% of the bf16 training step (Intel Sapphire Rapids); this one about 5%
-    (benchmarks/bench.py). Same formula, same numbers to float32 rounding (tests)."""
+    """LRN as one XLA loop forward and one backward that recomputes the window sums instead of storing them: with it
+    the bf16 training step ran 1.34x faster than with TF's LRN kernel and its gradient, float32 1.16x (README,
+    Performance; Intel Sapphire Rapids). Same formula, same numbers to float32 rounding (tests)."""
     constants = {"depth_radius": depth_radius, "bias": bias, "alpha": alpha, "beta": beta}
 
     @tf.custom_gradient
