@@ -65,21 +65,18 @@ class LocalResponseNormalization(layers.Layer):
         super().__init__(**kwargs)
         self.depth_radius, self.bias, self.alpha, self.beta = depth_radius, bias, alpha, beta
 
+    @property
+    def constants(self):
+        return {"depth_radius": self.depth_radius, "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
+
     def call(self, inputs, training=False):
-        constants = {"depth_radius": self.depth_radius, "bias": self.bias, "alpha": self.alpha, "beta": self.beta}
         if training:
-            return fused_local_response_normalization(inputs, **constants)
-        normalized = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32), **constants)
+            return fused_local_response_normalization(inputs, **self.constants)
+        normalized = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32), **self.constants)
         return tf.cast(normalized, inputs.dtype)
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "depth_radius": self.depth_radius,
-            "bias": self.bias,
-            "alpha": self.alpha,
-            "beta": self.beta,
-        }
+        return {**super().get_config(), **self.constants}
 
 
 def fused_local_response_normalization(inputs, depth_radius, bias, alpha, beta):
@@ -102,9 +99,10 @@ def _window_sums(values, depth_radius):
     return tf.add_n([padded[..., i : i + channels] for i in range(2 * depth_radius + 1)])
 
 
-def _inverse_powers(denominator, beta):
-    """denominator ** -beta and ** (-beta - 1); for the 0.75 of the paper and Caffe from rsqrt alone, as XLA's CPU
-    code computes pow and division several times slower."""
+def _inverse_powers(a, depth_radius, bias, alpha, beta):
+    """d ** -beta and d ** (-beta - 1) of the denominator d = k + alpha * (window sums of a^2); for the 0.75 of the
+    paper and Caffe from rsqrt alone, as XLA's CPU code computes pow and division several times slower."""
+    denominator = bias + alpha * _window_sums(a * a, depth_radius)
     if beta == 0.75:
         root = tf.math.rsqrt(denominator)
         scale = root * tf.sqrt(root)
@@ -116,7 +114,7 @@ def _inverse_powers(denominator, beta):
 @tf.function(jit_compile=True)
 def _lrn_forward(inputs, depth_radius, bias, alpha, beta):
     a = tf.cast(inputs, tf.float32)
-    scale, _ = _inverse_powers(bias + alpha * _window_sums(a * a, depth_radius), beta)
+    scale, _ = _inverse_powers(a, depth_radius, bias, alpha, beta)
     return tf.cast(a * scale, inputs.dtype)
 
 
@@ -125,7 +123,7 @@ def _lrn_backward(inputs, upstream, depth_radius, bias, alpha, beta):
     # b_i = a_i d_i^-beta with d_i = k + alpha * sum of a_j^2 over i's window, so
     # dL/da_j = g_j d_j^-beta - 2 alpha beta a_j * sum over the windows holding j of g_i a_i d_i^(-beta-1)
     a, g = tf.cast(inputs, tf.float32), tf.cast(upstream, tf.float32)
-    scale, scale_over_denominator = _inverse_powers(bias + alpha * _window_sums(a * a, depth_radius), beta)
+    scale, scale_over_denominator = _inverse_powers(a, depth_radius, bias, alpha, beta)
     spread = _window_sums(g * a * scale_over_denominator, depth_radius)
     return tf.cast(g * scale - 2 * alpha * beta * a * spread, inputs.dtype)
 

@@ -211,20 +211,21 @@ def whole_shards(split, count):
 def measure_folder_pipelines(files, spec, sizes):
     batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
     train = training_pipeline(files, spec, sizes)
+    paths = files.paths * epochs
     evaluation = input_pipeline.eval_dataset(
-        data_reader.Split(files.paths * epochs, files.labels * epochs, None),
+        data_reader.Split(paths, files.labels * epochs, None),
         spec=spec,
         batch_size=batch,
         crops="random",
         k_crops=5,
     )
-    decoded = tf.data.Dataset.from_tensor_slices(files.paths * epochs).map(tf.io.read_file)
+    encoded = tf.data.Dataset.from_tensor_slices(paths).map(tf.io.read_file)
     rng = np.random.default_rng(0)
     runs = {
         "pipeline_img_s_per_core": lambda: count_images(train),
-        "decode_only_img_s_per_core": lambda: count_decoded(decoded),
+        "decode_only_img_s_per_core": lambda: count_decoded(encoded),
         "pipeline_eval_img_s_per_core": lambda: count_images(evaluation),
-        "pil_img_s_per_core": lambda: pil_reference(files.paths * epochs, spec.mean, batch, rng),
+        "pil_img_s_per_core": lambda: pil_reference(paths, spec.mean, batch, rng),
     }
     results = best_rates(runs, repeats + 1)
     results["pipeline_fraction_of_decode"] = results["pipeline_img_s_per_core"] / results["decode_only_img_s_per_core"]
@@ -238,23 +239,17 @@ def prepare_sample(files, data_dir, synsets, scratch, sizes):
     entries = [(os.path.relpath(path, data_dir), label) for path, label in zip(files.paths, files.labels)]
     bounds = np.linspace(0, len(entries), PREPARED_TRAIN_SHARDS + 1).astype(int)
     paths = [os.path.join(scratch, f"train-{index:05d}") for index in range(PREPARED_TRAIN_SHARDS)]
-    unreadable = []
+    written = []  # the records of each shard: its images less the unreadable ones
 
     def prepare():
         quiet = keras.utils.Progbar(len(entries), verbose=0)
-        unreadable[:] = [
-            bad
+        written[:] = [
+            int(end - start) - len(prepared_shards.write_shard(data_dir, entries[start:end], synsets, path, quiet))
             for path, start, end in zip(paths, bounds[:-1], bounds[1:])
-            for bad in prepared_shards.write_shard(data_dir, entries[start:end], synsets, path, quiet)
         ]
         return len(entries)
 
     rate = best_rates({"prepare": prepare}, sizes["PREPARE_REPEATS"])["prepare"]
-    written = [int(end - start) for start, end in zip(bounds[:-1], bounds[1:])]
-    skipped = {os.path.join(data_dir, path) for path in unreadable}
-    shard_of = np.repeat(np.arange(PREPARED_TRAIN_SHARDS), written)
-    for path, shard in zip(files.paths, shard_of):
-        written[shard] -= path in skipped
     return data_reader.Split(paths, None, written), rate
 
 
