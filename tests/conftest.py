@@ -1,6 +1,10 @@
 """Shared fixtures and helpers: a tiny dataset in the ILSVRC2012 layout and its prepared shards, a runner for the
 scripts that checks their one-line errors, and the config of a training run."""
 
+import contextlib
+import functools
+import importlib.util
+import io
 import os
 import shutil
 import subprocess
@@ -11,6 +15,8 @@ import pytest
 from PIL import Image
 
 import data_reader
+import errors
+import keras
 import sample_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -67,6 +73,38 @@ def run_script(script, *args, cwd=ROOT, env=None):
     return subprocess.run(
         script_command(script, *args), cwd=cwd, env=env or SCRIPT_ENV, capture_output=True, text=True, timeout=900
     )
+
+
+def run_main(script, *args, cwd=ROOT):
+    """What `python script args` runs below its `__main__` guard (get_args_parser, main and errors.reported), here in
+    the test's process: for the mistakes a script refuses before it trains or writes anything, without the seconds
+    of a new process's TensorFlow start-up. Returns a CompletedProcess, as run_script does; the global Keras dtype
+    policy a script may set is put back."""
+    module = script_module(script)
+    parser = module.get_args_parser()
+    parser.prog = script
+    stdout, stderr = io.StringIO(), io.StringIO()
+    policy, previous_cwd = keras.config.dtype_policy(), os.getcwd()
+    returncode = 0
+    try:
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), errors.reported(parser):
+            module.main(parser.parse_args([str(arg) for arg in args]))
+    except SystemExit as exit:
+        returncode = exit.code
+    finally:
+        os.chdir(previous_cwd)
+        keras.config.set_dtype_policy(policy)
+    return subprocess.CompletedProcess([script, *args], returncode, stdout.getvalue(), stderr.getvalue())
+
+
+@functools.cache
+def script_module(script):
+    """One of the project's scripts as a module (named script_*: `test` is also the standard library's package)."""
+    spec = importlib.util.spec_from_file_location(f"script_{script.removesuffix('.py')}", os.path.join(ROOT, script))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def expect_one_line_error(result):

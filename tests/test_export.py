@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, SCRIPT_ENV, flags, run_script
+from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script
 from PIL import Image
 
 import alexnet
@@ -95,7 +95,7 @@ def test_saved_model_cli_shows_the_documented_signature(one_step_run, tmp_path):
 
 
 def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_path, one_line_error):
-    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=tmp_path / "no-run"))
+    result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=tmp_path / "no-run"))
     assert "no trained run at" in one_line_error(result) and not (tmp_path / "out").exists()
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "keep").write_text("mine")

@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 import pytest
-from conftest import flags, run_script
+from conftest import flags, run_main, run_script
 from PIL import Image
 
 import alexnet
@@ -89,8 +89,8 @@ def test_folders_that_cannot_train_are_refused(tmp_path):
 
 def test_fine_tuning_mistakes_are_one_line_errors(folders, tmp_path, one_step_run, one_line_error):
     common = ("train.py", "-scratch", *flags(data_dir=folders, ckpt_dir=tmp_path / "ft", log_dir=tmp_path / "logs"))
-    assert "--init-from: no trained run at" in one_line_error(run_script(*common, "--init-from", tmp_path))
-    mistakes = one_line_error(run_script(*common, *flags(init_from=one_step_run, train_layers="fc8,fc9")))
+    assert "--init-from: no trained run at" in one_line_error(run_main(*common, "--init-from", tmp_path))
+    mistakes = one_line_error(run_main(*common, *flags(init_from=one_step_run, train_layers="fc8,fc9")))
     assert "--train-layers fc8,fc9: name layers of conv1," in mistakes
     assert not (tmp_path / "ft").exists()
 

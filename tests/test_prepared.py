@@ -11,7 +11,7 @@ import input_pipeline
 import prepared_shards
 import preprocessing
 import run_folder
-from conftest import flags, run_script
+from conftest import flags, run_main, run_script
 
 
 class Killed(Exception):
@@ -126,8 +126,8 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
     error = one_line_error(
-        run_script("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
+        run_main("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
     )
     assert "dataset folder" in error and "nowhere not found" in error
-    error = one_line_error(run_script("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
+    error = one_line_error(run_main("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
     assert "holds prepared shards already" in error

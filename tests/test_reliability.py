@@ -14,7 +14,7 @@ import data_reader
 import input_pipeline
 import preprocessing
 import sample_dataset
-from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_script, write_image_kinds
+from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_main, run_script, write_image_kinds
 
 
 def test_every_image_kind_is_decoded_or_found_unreadable(tmp_path):
@@ -103,25 +103,25 @@ def test_bad_devkit_files_are_one_line_errors(tiny_data, tmp_path, one_line_erro
     original = scipy.io.loadmat(meta)["synsets"]
 
     scipy.io.savemat(meta, {"something_else": np.zeros(3)})
-    assert "no 'synsets' struct" in one_line_error(run_script(*train))
+    assert "no 'synsets' struct" in one_line_error(run_main(*train))
     scipy.io.savemat(meta, {"synsets": repack_fields(original[["ILSVRC2012_ID", "words", "num_children"]])})
-    assert "lacks the fields WNID" in one_line_error(run_script(*train))
+    assert "lacks the fields WNID" in one_line_error(run_main(*train))
     shifted = original.copy()
     shifted["ILSVRC2012_ID"][0, 0] = np.array([[42.0]])
     scipy.io.savemat(meta, {"synsets": shifted})
-    assert "are not 1..10" in one_line_error(run_script(*train))
+    assert "are not 1..10" in one_line_error(run_main(*train))
     scipy.io.savemat(meta, {"synsets": original})
 
     lines = gt.read_text().splitlines()
     gt.write_text("\n".join(lines[:-1] + ["11"]) + "\n")
-    assert f"line {len(lines)}: '11' is not an ILSVRC2012_ID in 1..10" in one_line_error(run_script(*train))
+    assert f"line {len(lines)}: '11' is not an ILSVRC2012_ID in 1..10" in one_line_error(run_main(*train))
     gt.write_text("\n".join(lines[:-1]) + "\n")
-    assert "has 19 lines but" in one_line_error(run_script(*train))
+    assert "has 19 lines but" in one_line_error(run_main(*train))
     gt.write_text("\n".join(lines) + "\n")
 
     first_class = data / data_reader.TRAIN_DIR / sample_dataset.LEAVES[0][0]
     for image in first_class.iterdir():
         image.unlink()
-    assert "no training images for n09193705 (alp)" in one_line_error(run_script(*train))
+    assert "no training images for n09193705 (alp)" in one_line_error(run_main(*train))
     first_class.rmdir()
-    assert "no training images for n09193705 (alp)" in one_line_error(run_script(*train))
+    assert "no training images for n09193705 (alp)" in one_line_error(run_main(*train))

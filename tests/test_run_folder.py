@@ -18,29 +18,29 @@ import alexnet
 import data_reader
 import errors
 import run_folder
-from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_script, script_command, two_step_run
+from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_main, run_script, script_command, two_step_run
 
 
 @pytest.mark.slow
 def test_bad_run_folders_are_one_line_errors(tiny_data, tmp_path, one_step_run, one_line_error):
     resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
-    assert "has groups 1, not 2" in one_line_error(run_script(*resume, "--groups", 2))
+    assert "has groups 1, not 2" in one_line_error(run_main(*resume, "--groups", 2))
     other = devkit_copy(tiny_data, tmp_path)
     synsets = scipy.io.loadmat(other / data_reader.META_MAT)["synsets"]
     synsets["WNID"][0, 0] = np.array(["n00000042"])
     scipy.io.savemat(other / data_reader.META_MAT, {"synsets": synsets})
     assert "has other classes than" in one_line_error(
-        run_script("test.py", "--data-dir", other, "--ckpt-dir", one_step_run)
+        run_main("test.py", "--data-dir", other, "--ckpt-dir", one_step_run)
     )
     (tmp_path / "empty").mkdir()
     assert "no trained run" in one_line_error(
-        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty")
+        run_main("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty")
     )
     config = json.loads((one_step_run / "config.json").read_text())
     config["architecture"]["num_classes"] = 5
     (one_step_run / "config.json").write_text(json.dumps(config))
     assert "does not fit the model" in one_line_error(
-        run_script("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", one_step_run)
+        run_main("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", one_step_run)
     )
 
 

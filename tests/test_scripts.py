@@ -15,7 +15,7 @@ import preprocessing
 import run_folder
 import settings
 import training
-from conftest import ROOT, SCRIPT_ENV, flags, run_script
+from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
 
@@ -149,17 +149,17 @@ def test_plateau_divides_by_ten_at_most_three_times():
 def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path, one_line_error):
     assert "-scratch" in one_line_error(run_script("train.py", cwd=tmp_path))
     assert str(tmp_path / "nowhere") in one_line_error(
-        run_script("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
+        run_main("train.py", "-scratch", "--data-dir", tmp_path / "nowhere", cwd=tmp_path)
     )
     assert "-scratch" in one_line_error(
-        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+        run_main("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
     )
     assert not (tmp_path / "none").exists()  # a mistyped --ckpt-dir creates nothing
     assert str(tmp_path / "none") in one_line_error(
-        run_script("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+        run_main("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
     )
     assert str(tmp_path / "none") in one_line_error(
-        run_script("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
+        run_main("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
     )
 
 
@@ -167,13 +167,13 @@ def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path, one_line_error):
 def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path, one_line_error):
     work, _, _ = trained
     ckpt = ("--ckpt-dir", work / "ckpt")
-    assert "missing.jpg not found" in one_line_error(run_script("classify.py", tmp_path / "missing.jpg", *ckpt))
+    assert "missing.jpg not found" in one_line_error(run_main("classify.py", tmp_path / "missing.jpg", *ckpt))
     (tmp_path / "text.jpg").write_text("not an image")
-    assert "text.jpg" in one_line_error(run_script("classify.py", tmp_path / "text.jpg", *ckpt))
+    assert "text.jpg" in one_line_error(run_main("classify.py", tmp_path / "text.jpg", *ckpt))
     os.makedirs(tmp_path / "no-meta" / "data")
-    no_meta = one_line_error(run_script("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
+    no_meta = one_line_error(run_main("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
     assert "has 1 class folder(s) and no data/meta.mat" in no_meta
-    assert "already holds a run" in one_line_error(run_script("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
+    assert "already holds a run" in one_line_error(run_main("train.py", "-scratch", "--data-dir", tiny_data, *ckpt))
 
 
 HELP_DEFAULTS = {
@@ -197,7 +197,7 @@ HELP_DEFAULTS = {
 
 @pytest.mark.parametrize("script", sorted(HELP_DEFAULTS))
 def test_help_shows_the_defaults(script):
-    result = run_script(script, "--help")
+    result = run_main(script, "--help")
     assert result.returncode == 0, result.stderr
     options = re.split(r"\n(?=  -)", result.stdout)  # an option's help: its line and the more indented ones
     for flag, default in HELP_DEFAULTS[script].items():
