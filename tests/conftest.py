@@ -1,6 +1,8 @@
 """Shared fixtures and helpers: a tiny dataset in the ILSVRC2012 layout and its prepared shards, a runner for the
 scripts that checks their one-line errors, and the config of a training run."""
 
+import startup  # noqa: F401  (first, as in every script: quiets TensorFlow's start-up here too)
+
 import contextlib
 import functools
 import importlib.util
