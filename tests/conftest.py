@@ -102,8 +102,10 @@ def run_main(script, *args, cwd=ROOT):
 
 @functools.cache
 def script_module(script):
-    """One of the project's scripts as a module (named script_*: `test` is also the standard library's package)."""
-    spec = importlib.util.spec_from_file_location(f"script_{script.removesuffix('.py')}", os.path.join(ROOT, script))
+    """One of the project's scripts (a path under the project root) as a module, named script_*: `test` is also the
+    standard library's package."""
+    name = f"script_{os.path.basename(script).removesuffix('.py')}"
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, script))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -1,7 +1,6 @@
 """The run folder: what a failed, killed or resumed run leaves; NaN; full disks; exact resume after SIGKILL."""
 
 import fcntl
-import importlib.util
 import json
 import os
 import re
@@ -18,7 +17,17 @@ import alexnet
 import data_reader
 import errors
 import run_folder
-from conftest import ROOT, SCRIPT_ENV, devkit_copy, flags, run_main, run_script, script_command, two_step_run
+from conftest import (
+    ROOT,
+    SCRIPT_ENV,
+    devkit_copy,
+    flags,
+    run_main,
+    run_script,
+    script_command,
+    script_module,
+    two_step_run,
+)
 
 
 @pytest.mark.slow
@@ -248,9 +257,7 @@ def test_a_resume_that_fails_leaves_config_json_as_it_was(tiny_data, one_step_ru
 
 @pytest.mark.slow
 def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("test_script", os.path.join(ROOT, "test.py"))
-    test_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_script)
+    test_script = script_module("test.py")
     evaluated = run_folder.latest_checkpoint(str(one_step_run))
 
     def evaluate_while_training_saves(model, config, split, args):

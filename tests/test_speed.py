@@ -1,6 +1,5 @@
 """The fast paths keep the semantics of the reference ones; the benchmark produces all its figures."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -14,7 +13,7 @@ from PIL import Image
 import alexnet
 import preprocessing
 import training
-from conftest import ROOT, SCRIPT_ENV, script_command
+from conftest import SCRIPT_ENV, script_command, script_module
 
 
 def smooth_photo(width, height, rng):
@@ -60,13 +59,6 @@ def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, t
         assert all(np.isfinite(losses))
     finally:
         alexnet.set_precision("float32")
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", os.path.join(ROOT, "benchmarks", "bench.py"))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    return bench
 
 
 @pytest.mark.slow
@@ -139,7 +131,7 @@ def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
 def test_bench_pipeline_figures_on_prepared_shards_and_decode_count(prepared_data, tmp_path):
     """Prepared shards given: the prepared figures only (no files to prepare or open with PIL); decoding-only
     counts the images that decode, on whole shards."""
-    bench = load_bench()
+    bench = script_module(os.path.join("benchmarks", "bench.py"))
     figures = bench.measure_pipelines(prepared_data, str(tmp_path), bench.QUICK)
     assert set(figures) == {
         "pipeline_prepared_img_s_per_core",
