@@ -79,9 +79,11 @@ def run_script(script, *args, cwd=ROOT, env=None):
 
 def run_main(script, *args, cwd=ROOT):
     """What `python script args` runs below its `__main__` guard (get_args_parser, main and errors.reported), here in
-    the test's process: for the mistakes a script refuses before it trains or writes anything, without the seconds
-    of a new process's TensorFlow start-up. Returns a CompletedProcess, as run_script does; the global Keras dtype
-    policy a script may set is put back."""
+    the test's process, without the seconds of a new process's TensorFlow start-up: for the evaluating, classifying,
+    importing and exporting scripts, and for the mistakes a script refuses before it trains. Training keeps its
+    process (train.py sets op determinism and logical devices for the whole process), and so does each script in
+    the tests of what a user types (README commands, start-up quietness). Returns a CompletedProcess, as run_script
+    does; the global Keras dtype policy a script may set is put back."""
     module = script_module(script)
     parser = module.get_args_parser()
     parser.prog = script

@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script
+from conftest import ROOT, SCRIPT_ENV, flags, run_main
 from PIL import Image
 
 import alexnet
@@ -57,7 +57,7 @@ def classify_py(run, image, crops, capsys):
 @pytest.mark.slow
 @pytest.mark.parametrize("crops", export.EXPORT_CROPS)
 def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_run, images, crops, tmp_path, capsys):
-    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, crops=crops))
+    result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, crops=crops))
     assert result.returncode == 0, result.stderr
     served = subprocess.run(
         [sys.executable, "-c", LOAD_AND_SERVE, tmp_path / "out", *images],
@@ -81,7 +81,7 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
 
 @pytest.mark.slow
 def test_saved_model_cli_shows_the_documented_signature(one_step_run, tmp_path):
-    result = run_script("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
+    result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
     assert result.returncode == 0, result.stderr
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", tmp_path / "out", "--all"], capture_output=True, text=True)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import flags, run_script
+from conftest import flags, run_main, run_script
 from PIL import Image
 
 import alexnet
@@ -104,7 +104,7 @@ def imported(devkit, tmp_path_factory):
     work = tmp_path_factory.mktemp("imported")
     layers = caffe_layers()
     np.save(work / "bvlc_alexnet.npy", layers)
-    result = run_script("import_weights.py", work / "bvlc_alexnet.npy", *flags(ckpt_dir=work / "run", data_dir=devkit))
+    result = run_main("import_weights.py", work / "bvlc_alexnet.npy", *flags(ckpt_dir=work / "run", data_dir=devkit))
     assert result.returncode == 0, result.stderr
     return work, layers, result
 
@@ -156,10 +156,10 @@ def test_test_py_matches_classes_by_wnid(imported, devkit, tmp_path):
     for name, wnids, expected in (("true", true_wnids, 1.0), ("shuffled", shuffled, 0.0)):
         np.save(tmp_path / f"{name}.npy", fc8_predicting(layers, features, wnids))
         run = tmp_path / name
-        result = run_script("import_weights.py", tmp_path / f"{name}.npy", *flags(ckpt_dir=run, data_dir=devkit))
+        result = run_main("import_weights.py", tmp_path / f"{name}.npy", *flags(ckpt_dir=run, data_dir=devkit))
         assert result.returncode == 0, result.stderr
         options = flags(ckpt_dir=run, data_dir=devkit, crops="center", precision="float32", json=tmp_path / "r.json")
-        result = run_script("test.py", *options)
+        result = run_main("test.py", *options)
         assert result.returncode == 0, result.stderr
         scores = json.loads((tmp_path / "r.json").read_text())
         assert scores["images"] == VAL_IMAGES and scores["top1"] == pytest.approx(expected, abs=0.1), name
@@ -168,7 +168,7 @@ def test_test_py_matches_classes_by_wnid(imported, devkit, tmp_path):
 @pytest.mark.slow
 def test_classify_names_the_devkit_classes(imported):
     work, _, _ = imported
-    result = run_script("classify.py", *flags(ckpt_dir=work / "run", top_k=3), "lussari.jpg")
+    result = run_main("classify.py", *flags(ckpt_dir=work / "run", top_k=3), "lussari.jpg")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "AlexNet saw:" and len(lines) == 4

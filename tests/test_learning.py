@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import flags, run_script
+from conftest import flags, run_main, run_script
 from test_own_images import write_classes
 
 pytestmark = pytest.mark.slow
@@ -33,7 +33,7 @@ def test_fine_tuning_the_sample_run_onto_three_new_classes_learns_within_a_minut
     options = flags(data_dir=photos, ckpt_dir=tmp_path / "ft", log_dir=tmp_path / "logs")
     tuned = run_script("train.py", "-scratch", *options, *flags(init_from=sample_run / "ckpt-alexnet", epochs=5))
     assert tuned.returncode == 0, tuned.stderr
-    tested = run_script("test.py", *flags(data_dir=photos, ckpt_dir=tmp_path / "ft", json=tmp_path / "r.json"))
+    tested = run_main("test.py", *flags(data_dir=photos, ckpt_dir=tmp_path / "ft", json=tmp_path / "r.json"))
     assert tested.returncode == 0, tested.stderr
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["images"] == 9 and results["k"] == 3  # 10% of each class; top-5 capped at the 3 classes

@@ -116,7 +116,7 @@ def test_fine_tuning_fc8_alone_keeps_the_rest_bit_identical_and_resumes(folders,
         for ours, theirs in zip(tuned.get_layer(name).get_weights(), source.get_layer(name).get_weights()):
             assert np.array_equal(ours, theirs), name
     assert np.abs(tuned.get_layer("fc8").get_weights()[1]).max() > 0  # fc8 learnt: its biases start at 0
-    classify = run_script("classify.py", *flags(ckpt_dir=tmp_path / "ft", top_k=2), "lussari.jpg")
+    classify = run_main("classify.py", *flags(ckpt_dir=tmp_path / "ft", top_k=2), "lussari.jpg")
     assert classify.returncode == 0, classify.stderr
     names = [line.split(" - score: ")[0] for line in classify.stdout.strip().splitlines()[1:]]
     assert len(names) == 2 and set(names) <= set(CLASSES)

@@ -107,7 +107,7 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     )
     assert trained.returncode == 0, trained.stderr
     assert "Training on 40 images, validating on 20" in trained.stdout
-    tested = run_script("test.py", "--data-dir", prepared_data, *ckpt, "--limit", 15, "--k-crops", 2, cwd=tmp_path)
+    tested = run_main("test.py", "--data-dir", prepared_data, *ckpt, "--limit", 15, "--k-crops", 2, cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     assert "Evaluated 15 of 15 validation images" in tested.stdout
     resumed = run_script(

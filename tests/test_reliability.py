@@ -78,9 +78,7 @@ def test_test_py_reports_unreadable_validation_images(bad_data, tmp_path, one_li
         cwd=tmp_path,
     )
     assert trained.returncode == 0, trained.stderr
-    tested = run_script(
-        "test.py", "--data-dir", bad_data, "--ckpt-dir", tmp_path / "ckpt", "--k-crops", 1, cwd=tmp_path
-    )
+    tested = run_main("test.py", "--data-dir", bad_data, "--ckpt-dir", tmp_path / "ckpt", "--k-crops", 1, cwd=tmp_path)
     assert tested.returncode == 0, tested.stderr
     lines = tested.stdout.strip().splitlines()
     assert "warning: skipping unreadable image" in tested.stdout and "ILSVRC2012_val_00000003.JPEG" in tested.stdout
@@ -88,10 +86,10 @@ def test_test_py_reports_unreadable_validation_images(bad_data, tmp_path, one_li
     assert lines[-3] == "Evaluated 18 of 20 validation images (2 unreadable, skipped)"
     assert lines[-2].startswith("Top-1 accuracy: ") and lines[-1].startswith("Top-5 accuracy: ")
     truncated = bad_data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(3)
-    assert str(truncated) in one_line_error(run_script("classify.py", truncated, "--ckpt-dir", tmp_path / "ckpt"))
+    assert str(truncated) in one_line_error(run_main("classify.py", truncated, "--ckpt-dir", tmp_path / "ckpt"))
     bomb = bad_data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(5)
     assert f"{bomb} declares 4,294,836,225 pixels, more than the 100,000,000" in one_line_error(
-        run_script("classify.py", bomb, "--ckpt-dir", tmp_path / "ckpt")
+        run_main("classify.py", bomb, "--ckpt-dir", tmp_path / "ckpt")
     )
 
 

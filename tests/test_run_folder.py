@@ -186,13 +186,13 @@ def test_a_new_run_that_fails_keeps_the_run_it_would_overwrite(bad_data, one_ste
     before = folder_state(one_step_run)
     overwrite = ("train.py", "-scratch", "--overwrite", "--ckpt-dir", one_step_run)
     assert "training images are unreadable" in one_line_error(
-        run_script(*overwrite, "--data-dir", bad_data, "--max-bad-images", 0)
+        run_main(*overwrite, "--data-dir", bad_data, "--max-bad-images", 0)
     )
     assert "--lr -1.0 cannot work: it must be positive" in one_line_error(
-        run_script(*overwrite, "--data-dir", bad_data, "--lr", -1)
+        run_main(*overwrite, "--data-dir", bad_data, "--lr", -1)
     )
     assert "make no batch of 1000" in one_line_error(
-        run_script(*overwrite, "--data-dir", bad_data, "--max-bad-images", 4, "--batch-size", 1000)
+        run_main(*overwrite, "--data-dir", bad_data, "--max-bad-images", 4, "--batch-size", 1000)
     )
     assert folder_state(one_step_run) == before
 
@@ -250,7 +250,7 @@ def test_a_resume_that_fails_leaves_config_json_as_it_was(tiny_data, one_step_ru
     data_file = next(one_step_run.glob("ckpt-1.data-*"))
     data_file.write_bytes(data_file.read_bytes()[:1000])
     assert "does not fit the model" in one_line_error(
-        run_script("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run, "--epochs", 3)
+        run_main("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run, "--epochs", 3)
     )
     assert (one_step_run / "config.json").read_bytes() == before
 
@@ -294,5 +294,5 @@ def test_a_config_json_before_the_preprocessing_block_reads_as_before(one_step_r
 def test_resume_refuses_imported_weights(tiny_data, one_step_run, one_line_error):
     path = one_step_run / run_folder.CONFIG_NAME
     path.write_text(json.dumps({**json.loads(path.read_text()), "settings": None, "source": {"weights": "w.npy"}}))
-    result = run_script("train.py", "-resume", *flags(data_dir=tiny_data, ckpt_dir=one_step_run))
+    result = run_main("train.py", "-resume", *flags(data_dir=tiny_data, ckpt_dir=one_step_run))
     assert "holds weights imported from w.npy, not a run of train.py" in one_line_error(result)
