@@ -346,9 +346,14 @@ def measure_training(sizes):
             f"train_{key}_img_s": training_step(precision, sizes),
             f"train_groups2_{key}_img_s": training_step(precision, sizes, groups=2),
             f"matmul_{key}_gflop_s": matmul(tf.float32 if key == "fp32" else tf.bfloat16, sizes),
+            f"conv_{key}_gflop_s": convolutions(precision, sizes),
         }
         results.update(best_rates(runs, sizes["TRAIN_STEPS"]))
         results[f"matmul_{key}_gflop_s"] /= 1e9
+        results[f"conv_{key}_gflop_s"] /= 1e9
+        results[f"conv_{key}_fraction_of_matmul_peak"] = (
+            results[f"conv_{key}_gflop_s"] / results[f"matmul_{key}_gflop_s"]
+        )
         groups2, single = results[f"train_groups2_{key}_img_s"], results[f"train_{key}_img_s"]
         results[f"train_groups2_{key}_vs_single"] = groups2 / single
         results[f"train_{key}_fraction_of_matmul_peak"] = (
@@ -433,22 +438,53 @@ def step_overhead_ms(sizes):
     return 1000 * max(fit_per_step - bare_per_step, 0.0)
 
 
-def training_flops(model):
-    """FLOPs of one training image, counted from the layer shapes: a multiply-add is 2 FLOPs; the backward pass
-    costs the forward's twice (gradients of weights and of inputs), less the input gradient of the first layer."""
-    forward, first = 0, None
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            kernel_h, kernel_w, inputs_per_group, filters = layer.kernel.shape
-            _, height, width, _ = layer.output.shape
-            flops = 2 * height * width * filters * kernel_h * kernel_w * inputs_per_group
-        elif layer.__class__.__name__ == "Dense":
-            flops = 2 * int(np.prod(layer.kernel.shape))
-        else:
-            continue
-        forward += flops
-        first = flops if first is None else first
-    return 3 * forward - first
+def training_flops(model, layer_types=(keras.layers.Conv2D, keras.layers.Dense)):
+    """FLOPs of one training image in the layers of `layer_types`, counted from their shapes: a multiply-add is 2
+    FLOPs; the backward pass costs the forward's twice (gradients of weights and of inputs), less the input
+    gradient of the model's first layer."""
+    counted = [layer for layer in model.layers if isinstance(layer, layer_types)]
+    forward = [forward_flops(layer) for layer in counted]
+    return 3 * sum(forward) - (forward[0] if counted[0] is first_weighted_layer(model) else 0)
+
+
+def forward_flops(layer):
+    if isinstance(layer, keras.layers.Conv2D):
+        kernel_h, kernel_w, inputs_per_group, filters = layer.kernel.shape
+        _, height, width, _ = layer.output.shape
+        return 2 * height * width * filters * kernel_h * kernel_w * inputs_per_group
+    return 2 * int(np.prod(layer.kernel.shape))
+
+
+def first_weighted_layer(model):
+    return next(layer for layer in model.layers if layer.weights)
+
+
+def convolutions(precision, sizes):
+    """The forward and backward passes of AlexNet's five convolutions (with their bias and ReLU) and nothing else, at
+    TRAIN_BATCH on synthetic tensors, as a call for best_rates (its items are FLOPs): the rate the training step
+    would reach if its LRN, pooling, dropout, dense layers and update took no time. Run once here."""
+    alexnet.set_precision(precision)
+    model = alexnet.alexnet()
+    batch = sizes["TRAIN_BATCH"]
+    layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    inputs = [tf.cast(tf.random.normal((batch, *layer.input.shape[1:])), layer.compute_dtype) for layer in layers]
+    weights = [weight for layer in layers for weight in layer.trainable_weights]
+
+    @tf.function
+    def passes():
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = [layer(x) for layer, x in zip(layers, inputs)]
+            total = tf.add_n([tf.reduce_sum(tf.cast(y, tf.float32)) for y in outputs])
+        gradients = tape.gradient(total, [*inputs[1:], *weights])  # conv1's input gradient is not needed
+        return total + tf.add_n([tf.reduce_sum(tf.cast(g, tf.float32)) for g in gradients])
+
+    def run():
+        passes().numpy()
+        return batch * training_flops(model, keras.layers.Conv2D)
+
+    run()
+    return run
 
 
 def matmul(dtype, sizes):

@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -43,6 +44,27 @@ def test_fast_jpeg_crop_matches_resize_then_crop(width, height, spec, tmp_path):
         assert fast.shape == reference.shape == (spec.crop_size, spec.crop_size, 3)
         # libjpeg's DCT downscaling filters unlike an antialiased bilinear resize: about 1% of the range apart
         assert np.abs(fast - reference).mean() < 3.0, (draw, np.abs(fast - reference).mean())
+
+
+def test_bench_counts_the_training_flops_of_each_layer():
+    bench = script_module("benchmarks/bench.py")
+    convolutions = {  # output side, filters, kernel side, input channels a filter sees (paper §3.5, one tower)
+        "conv1": (55, 96, 11, 3),
+        "conv2": (27, 256, 5, 96),
+        "conv3": (13, 384, 3, 256),
+        "conv4": (13, 384, 3, 384),
+        "conv5": (13, 256, 3, 384),
+    }
+    conv_forward = {
+        name: 2 * side**2 * filters * kernel**2 * inputs
+        for name, (side, filters, kernel, inputs) in convolutions.items()
+    }
+    dense_forward = 2 * (6 * 6 * 256 * 4096 + 4096 * 4096 + 4096 * 1000)
+    model = alexnet.alexnet()
+    conv_training = 3 * sum(conv_forward.values()) - conv_forward["conv1"]  # conv1 needs no input gradient
+    assert bench.training_flops(model, keras.layers.Conv2D) == conv_training
+    assert bench.training_flops(model) == conv_training + 3 * dense_forward
+    assert bench.training_flops(model, keras.layers.Dense) == 3 * dense_forward
 
 
 @pytest.mark.slow
@@ -94,6 +116,8 @@ def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
         "train_groups2_bf16_img_s",
         "matmul_fp32_gflop_s",
         "matmul_bf16_gflop_s",
+        "conv_fp32_gflop_s",
+        "conv_bf16_gflop_s",
         "end_to_end_img_s",
         "end_to_end_validation_seconds",
         "end_to_end_prepared_img_s",
@@ -106,6 +130,9 @@ def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
     for key in ("fp32", "bf16"):  # each derived figure is what its name says, from the figures measured
         assert figures[f"train_{key}_fraction_of_matmul_peak"] == pytest.approx(
             figures[f"train_{key}_img_s"] * figures["train_flops_per_image"] / 1e9 / figures[f"matmul_{key}_gflop_s"]
+        )
+        assert figures[f"conv_{key}_fraction_of_matmul_peak"] == pytest.approx(
+            figures[f"conv_{key}_gflop_s"] / figures[f"matmul_{key}_gflop_s"]
         )
         assert figures[f"train_groups2_{key}_vs_single"] == pytest.approx(
             figures[f"train_groups2_{key}_img_s"] / figures[f"train_{key}_img_s"]
