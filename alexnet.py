@@ -143,6 +143,54 @@ class GroupedConv2D(layers.Conv2D):
         return tf.concat([super(GroupedConv2D, self).convolution_op(x, w) for x, w in pairs], axis=-1)
 
 
+@keras.saving.register_keras_serializable(package="alexnet")
+class StridedConv2D(layers.Conv2D):
+    """Conv2D for conv1 (11x11, stride 4, 3 input channels, no padding of its own) whose kernel gradient in bf16 is
+    computed as a stride-1 convolution of the images cut into stride x stride blocks stacked as channels
+    (space-to-depth, the kernel zero-padded to whole blocks): for 3 input channels at stride 4 TensorFlow's own
+    bf16 kernel gradient took twice as long on CPU (215 against 104 ms a batch of 128, median of 15; Intel
+    Sapphire Rapids), while in float32 it is the faster one. The forward pass, the weights and the numbers are
+    Conv2D's (tests)."""
+
+    def convolution_op(self, inputs, kernel):
+        if inputs.dtype != tf.bfloat16 or self.padding != "valid" or self.strides[0] != self.strides[1]:
+            return super().convolution_op(inputs, kernel)
+        stride = self.strides[0]
+
+        @tf.custom_gradient
+        def convolve(images, weights):
+            def gradients(upstream):
+                image_gradient = tf.nn.conv2d_transpose(upstream, weights, tf.shape(images), stride, "VALID")
+                return image_gradient, kernel_gradient_by_blocks(images, upstream, weights.shape, stride)
+
+            return tf.nn.conv2d(images, weights, stride, "VALID"), gradients
+
+        return convolve(inputs, tf.convert_to_tensor(kernel))  # a variable itself (bf16 policy) would be captured
+
+
+def kernel_gradient_by_blocks(images, upstream, kernel_shape, stride):
+    """The gradient of a VALID `stride` convolution's kernel, from its `images` and its output's gradient
+    `upstream`, computed as a stride-1 convolution on space-to-depth blocks of the images."""
+    height, width, channels, filters = kernel_shape
+    blocks = -(-max(height, width) // stride)  # kernel side in blocks, rounded up
+    side = (upstream.shape[1] - 1 + blocks) * stride  # image rows the blocks cover; the rest take no part
+    images = images[:, :side, :side]
+    images = tf.pad(images, [[0, 0], [0, side - images.shape[1]], [0, side - images.shape[2]], [0, 0]])
+    block_gradient = tf.compat.v1.nn.conv2d_backprop_filter(
+        tf.nn.space_to_depth(images, stride),
+        (blocks, blocks, stride * stride * channels, filters),
+        upstream,
+        strides=[1, 1, 1, 1],
+        padding="VALID",
+    )
+    # block row, block column, row in block, column in block -> kernel row, kernel column
+    gradient = tf.reshape(block_gradient, (blocks, blocks, stride, stride, channels, filters))
+    gradient = tf.reshape(
+        tf.transpose(gradient, (0, 2, 1, 3, 4, 5)), (blocks * stride, blocks * stride, channels, filters)
+    )
+    return gradient[:height, :width]
+
+
 def alexnet(
     num_classes=NUM_CLASSES,
     groups=GROUPS,
@@ -173,13 +221,13 @@ def alexnet(
         float32 even under a mixed-precision policy.
     """
 
-    def conv(filters, size, layer_name, **kwargs):
-        return GroupedConv2D(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
+    def conv(filters, size, layer_name, layer=GroupedConv2D, **kwargs):
+        return layer(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
 
     lrn = lrn or PAPER_LRN
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.ZeroPadding2D(conv1_padding, name="pad1")(inputs) if conv1_padding else inputs
-    x = conv(96, 11, "conv1", strides=4)(x)
+    x = conv(96, 11, "conv1", layer=StridedConv2D, strides=4)(x)
     x = LocalResponseNormalization(**lrn, name="norm1")(x)
     x = layers.MaxPooling2D(3, strides=2, name="pool1")(x)
     x = conv(256, 5, "conv2", padding="same", groups=groups)(x)

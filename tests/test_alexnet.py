@@ -141,3 +141,47 @@ def test_grouped_convolution_on_channel_slices_equals_keras_groups(dtype, tolera
     for mine, theirs in zip(*results):
         scale = np.abs(theirs.numpy()).max()
         np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=tolerance, atol=tolerance * scale)
+
+
+@pytest.mark.parametrize("side, kernel, stride", [(228, 11, 4), (227, 11, 4), (231, 11, 4), (20, 7, 2)])
+def test_kernel_gradient_by_blocks_equals_the_convolutions(side, kernel, stride):
+    """228: conv1 after the paper's padding; 227: Caffe's input, one row short of whole blocks; 231: rows that
+    take no part; 7/2: another kernel and stride."""
+    rng = np.random.default_rng(side)
+    images = tf.constant(rng.normal(0, 50, (2, side, side, 3)), tf.float32)
+    weights = tf.constant(rng.normal(0, 0.01, (kernel, kernel, 3, 8)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(weights)
+        outputs = tf.nn.conv2d(images, weights, stride, "VALID")
+    upstream = tf.constant(rng.normal(0, 1, outputs.shape), tf.float32)
+    expected = tape.gradient(outputs, weights, output_gradients=upstream)
+    ours = alexnet.kernel_gradient_by_blocks(images, upstream, weights.shape, stride)
+    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype, tolerance, by_blocks", [("float32", 1e-5, 0), ("bfloat16", 2e-2, 1)])
+def test_conv1_equals_keras_conv2d_forward_and_gradients(dtype, tolerance, by_blocks, monkeypatch):
+    """conv1's shape after the paper's padding; in bf16 its kernel gradient is computed by blocks."""
+    calls = []
+    by_blocks_function = alexnet.kernel_gradient_by_blocks
+    monkeypatch.setattr(alexnet, "kernel_gradient_by_blocks", lambda *a: calls.append(1) or by_blocks_function(*a))
+    rng = np.random.default_rng(1)
+    inputs = tf.constant(rng.normal(0, 50, (2, 228, 228, 3)), tf.float32)
+    ours = alexnet.StridedConv2D(96, 11, strides=4, dtype=dtype)
+    keras_conv = keras.layers.Conv2D(96, 11, strides=4, dtype=dtype)
+    ours.build(inputs.shape), keras_conv.build(inputs.shape)
+    weights = [rng.normal(0, 0.01, (11, 11, 3, 96)).astype(np.float32), rng.normal(0, 1, 96).astype(np.float32)]
+    ours.set_weights(weights), keras_conv.set_weights(weights)
+    results = []
+    for layer in (ours, keras_conv):
+        with tf.GradientTape() as tape:
+            tape.watch(inputs)
+            outputs = tf.cast(layer(inputs), tf.float32)
+            loss = tf.reduce_sum(outputs * tf.cos(outputs))
+        results.append([outputs, *tape.gradient(loss, [inputs, layer.kernel, layer.bias])])
+    assert len(calls) == by_blocks
+    for mine, theirs in zip(*results):
+        scale = np.abs(tf.cast(theirs, tf.float32).numpy()).max()
+        np.testing.assert_allclose(
+            tf.cast(mine, tf.float32), tf.cast(theirs, tf.float32), rtol=tolerance, atol=tolerance * scale
+        )
