@@ -169,13 +169,15 @@ class StridedConv2D(layers.Conv2D):
 
 
 def kernel_gradient_by_blocks(images, upstream, kernel_shape, stride):
-    """The gradient of a VALID `stride` convolution's kernel, from its `images` and its output's gradient
-    `upstream`, computed as a stride-1 convolution on space-to-depth blocks of the images."""
+    """The gradient of the kernel of a VALID `stride` convolution of square images, from its
+    `images` and its output's gradient `upstream`, computed as a stride-1 convolution on space-to-depth blocks of
+    the images."""
     height, width, channels, filters = kernel_shape
     blocks = -(-max(height, width) // stride)  # kernel side in blocks, rounded up
-    side = (upstream.shape[1] - 1 + blocks) * stride  # image rows the blocks cover; the rest take no part
+    side = (tf.shape(upstream)[1] - 1 + blocks) * stride  # image rows the blocks cover; the rest take no part
     images = images[:, :side, :side]
-    images = tf.pad(images, [[0, 0], [0, side - images.shape[1]], [0, side - images.shape[2]], [0, 0]])
+    missing = side - tf.shape(images)[1]  # rows short of whole blocks, which the zero-padded kernel never sees
+    images = tf.pad(images, [[0, 0], [0, missing], [0, missing], [0, 0]])
     block_gradient = tf.compat.v1.nn.conv2d_backprop_filter(
         tf.nn.space_to_depth(images, stride),
         (blocks, blocks, stride * stride * channels, filters),

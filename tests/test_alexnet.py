@@ -155,8 +155,15 @@ def test_kernel_gradient_by_blocks_equals_the_convolutions(side, kernel, stride)
         outputs = tf.nn.conv2d(images, weights, stride, "VALID")
     upstream = tf.constant(rng.normal(0, 1, outputs.shape), tf.float32)
     expected = tape.gradient(outputs, weights, output_gradients=upstream)
-    ours = alexnet.kernel_gradient_by_blocks(images, upstream, weights.shape, stride)
-    np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    unknown_sides = [tf.TensorSpec((None, None, None, channels)) for channels in (3, 8)]  # as in a training loop
+    by_blocks = tf.function(
+        lambda x, dy: alexnet.kernel_gradient_by_blocks(x, dy, weights.shape, stride), input_signature=unknown_sides
+    )
+    for ours in (
+        alexnet.kernel_gradient_by_blocks(images, upstream, weights.shape, stride),
+        by_blocks(images, upstream),
+    ):
+        np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
 
 
 @pytest.mark.parametrize("dtype, tolerance, by_blocks", [("float32", 1e-5, 0), ("bfloat16", 2e-2, 1)])
