@@ -127,20 +127,25 @@ def test_grouped_convolution_on_channel_slices_equals_keras_groups(dtype, tolera
     inputs = tf.constant(rng.normal(0, 1, (2, 13, 13, 96)), tf.float32)
     ours = alexnet.GroupedConv2D(256, 5, padding="same", groups=2, dtype=dtype)
     keras_groups = keras.layers.Conv2D(256, 5, padding="same", groups=2, dtype=dtype)
-    ours.build(inputs.shape), keras_groups.build(inputs.shape)
-    assert ours.kernel.shape == keras_groups.kernel.shape == (5, 5, 48, 256)
     weights = [rng.normal(0, 0.05, (5, 5, 48, 256)).astype(np.float32), rng.normal(0, 1, 256).astype(np.float32)]
-    ours.set_weights(weights), keras_groups.set_weights(weights)
+    assert_same_layer(ours, keras_groups, inputs, weights, tolerance)
+    assert ours.kernel.shape == keras_groups.kernel.shape == (5, 5, 48, 256)
+
+
+def assert_same_layer(ours, reference, inputs, weights, tolerance):
+    """Two convolution layers given the same weights: the same outputs and gradients of inputs, kernel and bias."""
     results = []
-    for layer in (ours, keras_groups):
+    for layer in (ours, reference):
+        layer.build(inputs.shape)
+        layer.set_weights(weights)
         with tf.GradientTape() as tape:
             tape.watch(inputs)
             outputs = tf.cast(layer(inputs), tf.float32)
             loss = tf.reduce_sum(outputs * tf.cos(outputs))
-        results.append([outputs, *tape.gradient(loss, [inputs, layer.kernel])])
+        results.append([outputs, *tape.gradient(loss, [inputs, layer.kernel, layer.bias])])
     for mine, theirs in zip(*results):
-        scale = np.abs(theirs.numpy()).max()
-        np.testing.assert_allclose(mine.numpy(), theirs.numpy(), rtol=tolerance, atol=tolerance * scale)
+        mine, theirs = tf.cast(mine, tf.float32).numpy(), tf.cast(theirs, tf.float32).numpy()
+        np.testing.assert_allclose(mine, theirs, rtol=tolerance, atol=tolerance * np.abs(theirs).max())
 
 
 @pytest.mark.parametrize("side, kernel, stride", [(228, 11, 4), (227, 11, 4), (231, 11, 4), (20, 7, 2)])
@@ -174,21 +179,12 @@ def test_conv1_equals_keras_conv2d_forward_and_gradients(dtype, tolerance, by_bl
     monkeypatch.setattr(alexnet, "kernel_gradient_by_blocks", lambda *a: calls.append(1) or by_blocks_function(*a))
     rng = np.random.default_rng(1)
     inputs = tf.constant(rng.normal(0, 50, (2, 228, 228, 3)), tf.float32)
-    ours = alexnet.StridedConv2D(96, 11, strides=4, dtype=dtype)
-    keras_conv = keras.layers.Conv2D(96, 11, strides=4, dtype=dtype)
-    ours.build(inputs.shape), keras_conv.build(inputs.shape)
     weights = [rng.normal(0, 0.01, (11, 11, 3, 96)).astype(np.float32), rng.normal(0, 1, 96).astype(np.float32)]
-    ours.set_weights(weights), keras_conv.set_weights(weights)
-    results = []
-    for layer in (ours, keras_conv):
-        with tf.GradientTape() as tape:
-            tape.watch(inputs)
-            outputs = tf.cast(layer(inputs), tf.float32)
-            loss = tf.reduce_sum(outputs * tf.cos(outputs))
-        results.append([outputs, *tape.gradient(loss, [inputs, layer.kernel, layer.bias])])
+    assert_same_layer(
+        alexnet.StridedConv2D(96, 11, strides=4, dtype=dtype),
+        keras.layers.Conv2D(96, 11, strides=4, dtype=dtype),
+        inputs,
+        weights,
+        tolerance,
+    )
     assert len(calls) == by_blocks
-    for mine, theirs in zip(*results):
-        scale = np.abs(tf.cast(theirs, tf.float32).numpy()).max()
-        np.testing.assert_allclose(
-            tf.cast(mine, tf.float32), tf.cast(theirs, tf.float32), rtol=tolerance, atol=tolerance * scale
-        )
