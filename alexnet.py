@@ -163,15 +163,14 @@ class StridedConv2D(layers.Conv2D):
                 image_gradient = tf.nn.conv2d_transpose(upstream, weights, tf.shape(images), stride, "VALID")
                 return image_gradient, kernel_gradient_by_blocks(images, upstream, weights.shape, stride)
 
-            return tf.nn.conv2d(images, weights, stride, "VALID"), gradients
+            return layers.Conv2D.convolution_op(self, images, weights), gradients
 
         return convolve(inputs, tf.convert_to_tensor(kernel))  # a variable itself (bf16 policy) would be captured
 
 
 def kernel_gradient_by_blocks(images, upstream, kernel_shape, stride):
-    """The gradient of the kernel of a VALID `stride` convolution of square images, from its
-    `images` and its output's gradient `upstream`, computed as a stride-1 convolution on space-to-depth blocks of
-    the images."""
+    """The gradient of the kernel of a VALID `stride` convolution of square images, from its `images` and its
+    output's gradient `upstream`, computed as a stride-1 convolution on space-to-depth blocks of the images."""
     height, width, channels, filters = kernel_shape
     blocks = -(-max(height, width) // stride)  # kernel side in blocks, rounded up
     side = (tf.shape(upstream)[1] - 1 + blocks) * stride  # image rows the blocks cover; the rest take no part

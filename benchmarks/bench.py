@@ -469,6 +469,7 @@ def convolutions(precision, sizes):
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     inputs = [tf.cast(tf.random.normal((batch, *layer.input.shape[1:])), layer.compute_dtype) for layer in layers]
     weights = [weight for layer in layers for weight in layer.trainable_weights]
+    flops = batch * training_flops(model, keras.layers.Conv2D)
 
     @tf.function
     def passes():
@@ -481,7 +482,7 @@ def convolutions(precision, sizes):
 
     def run():
         passes().numpy()
-        return batch * training_flops(model, keras.layers.Conv2D)
+        return flops
 
     run()
     return run

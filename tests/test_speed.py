@@ -47,7 +47,7 @@ def test_fast_jpeg_crop_matches_resize_then_crop(width, height, spec, tmp_path):
 
 
 def test_bench_counts_the_training_flops_of_each_layer():
-    bench = script_module("benchmarks/bench.py")
+    bench = script_module(os.path.join("benchmarks", "bench.py"))
     convolutions = {  # output side, filters, kernel side, input channels a filter sees (paper §3.5, one tower)
         "conv1": (55, 96, 11, 3),
         "conv2": (27, 256, 5, 96),
