@@ -44,11 +44,15 @@ WIDTH_RANGE = (300, 1600)
 JPEG_QUALITY = 90
 GRAYSCALE_FRACTION = 0.05
 
-REPEATS = 3  # every figure is the best of this many timed runs: this VM's cores swing by ~40% (measured)
+# This VM's cores swing by 1.5-2x within a second (measured: decoding the same 128 JPEGs over and over ran anywhere
+# from 150 to 390 images/s). A rate is the best of its rounds; a ratio is the median of its two sides' ratio within
+# each round, the sides timed moments apart: the ratio of two bests compares each side's luckiest moment (it gave
+# the pipeline 0.56-1.04 of decoding where paired rounds give 0.87-0.97).
+PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each one pass over the images, after one warm-up
 PIPELINE_BATCH = 32
-PIPELINE_EPOCHS = 4  # passes over the images in each timed run, so that pipeline start-up weighs little
 TRAIN_BATCH = 128  # the paper's
 TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one warm-up of each
+OVERHEAD_REPEATS = 5  # fit lengths timed for step_overhead_ms, the shortest of each counting
 MATMUL_SIZE = 4096
 BARE_BLOCKS = 4  # timed blocks of END_TO_END_STEPS bare steps, half before train.py's runs, half after
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
@@ -66,9 +70,9 @@ QUICK = {
     "END_TO_END_STEPS": 2,
     "END_TO_END_EPOCHS": 2,
     "PREPARE_REPEATS": 1,
-    "REPEATS": 1,
+    "PIPELINE_ROUNDS": 1,
+    "OVERHEAD_REPEATS": 3,
     "OVERHEAD_STEPS": 100,
-    "PIPELINE_EPOCHS": 1,
 }
 PREPARED_TRAIN_SHARDS = 8
 PREPARE_REPEATS = 2  # preparing is slower and steadier than reading
@@ -178,23 +182,33 @@ def child_env():
 
 def measure_pipelines(data_dir, scratch, sizes):
     """The input pipeline's figures on a sample of `data_dir`'s training images. Image files are also prepared (the
-    sample, into shards in `scratch`, timed) and the prepared figures measured on those shards."""
+    sample, into shards in `scratch`, timed), and the pipelines on the files and on those shards timed in the same
+    rounds."""
     synsets = data_reader.load_classes(data_dir)
     split = data_reader.read_split(data_dir, synsets, "train")
     spec = preprocessing.Preprocessing(mean=(120.0, 115.0, 105.0))
-    results = {}
+    results, runs = {}, {}
     if split.prepared:
         shards = whole_shards(split, sizes["IMAGES"])
     else:
         files = random_sample(split, sizes["IMAGES"])
-        results.update(measure_folder_pipelines(files, spec, sizes))
         shards, results["prepare_img_s_per_core"] = prepare_sample(files, data_dir, synsets, scratch, sizes)
-    results.update(measure_prepared_pipeline(shards, spec, sizes))
-    if "pil_img_s_per_core" in results:
-        results["pipeline_speedup_vs_pil_prepared"] = (
-            results["pipeline_prepared_img_s_per_core"] / results["pil_img_s_per_core"]
-        )
+        runs.update(folder_pipelines(files, spec, sizes))
+    runs.update(prepared_pipelines(shards, spec, sizes))
+    rates = timed_rounds(runs, sizes["PIPELINE_ROUNDS"], warmup=1)
+    results.update(best_of(rates))
+    for name, (numerator, denominator) in PIPELINE_RATIOS.items():
+        if numerator in rates and denominator in rates:
+            results[name] = paired_ratio(rates, numerator, denominator)
     return results
+
+
+PIPELINE_RATIOS = {
+    "pipeline_fraction_of_decode": ("pipeline_img_s_per_core", "decode_only_img_s_per_core"),
+    "pipeline_speedup_vs_pil": ("pipeline_img_s_per_core", "pil_img_s_per_core"),
+    "pipeline_prepared_fraction_of_decode": ("pipeline_prepared_img_s_per_core", "decode_only_prepared_img_s_per_core"),
+    "pipeline_speedup_vs_pil_prepared": ("pipeline_prepared_img_s_per_core", "pil_img_s_per_core"),
+}
 
 
 def random_sample(split, count):
@@ -208,29 +222,19 @@ def whole_shards(split, count):
     return split._replace(paths=split.paths[:shards], shard_sizes=split.shard_sizes[:shards])
 
 
-def measure_folder_pipelines(files, spec, sizes):
-    batch, repeats, epochs = sizes["PIPELINE_BATCH"], sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
+def folder_pipelines(files, spec, sizes):
+    """The timed runs on image files, for timed_rounds: each one pass over `files`."""
+    batch = sizes["PIPELINE_BATCH"]
     train = training_pipeline(files, spec, sizes)
-    paths = files.paths * epochs
-    evaluation = input_pipeline.eval_dataset(
-        data_reader.Split(paths, files.labels * epochs, None),
-        spec=spec,
-        batch_size=batch,
-        crops="random",
-        k_crops=5,
-    )
-    encoded = tf.data.Dataset.from_tensor_slices(paths).map(tf.io.read_file)
+    evaluation = input_pipeline.eval_dataset(files, spec=spec, batch_size=batch, crops="random", k_crops=5)
+    encoded = tf.data.Dataset.from_tensor_slices(files.paths).map(tf.io.read_file)
     rng = np.random.default_rng(0)
-    runs = {
+    return {
         "pipeline_img_s_per_core": lambda: count_images(train),
         "decode_only_img_s_per_core": lambda: count_decoded(encoded),
         "pipeline_eval_img_s_per_core": lambda: count_images(evaluation),
-        "pil_img_s_per_core": lambda: pil_reference(paths, spec.mean, batch, rng),
+        "pil_img_s_per_core": lambda: pil_reference(files.paths, spec.mean, batch, rng),
     }
-    results = best_rates(runs, repeats + 1)
-    results["pipeline_fraction_of_decode"] = results["pipeline_img_s_per_core"] / results["decode_only_img_s_per_core"]
-    results["pipeline_speedup_vs_pil"] = results["pipeline_img_s_per_core"] / results["pil_img_s_per_core"]
-    return results
 
 
 def prepare_sample(files, data_dir, synsets, scratch, sizes):
@@ -249,28 +253,23 @@ def prepare_sample(files, data_dir, synsets, scratch, sizes):
         ]
         return len(entries)
 
-    rate = best_rates({"prepare": prepare}, sizes["PREPARE_REPEATS"])["prepare"]
+    rate = max(timed_rounds({"prepare": prepare}, sizes["PREPARE_REPEATS"])["prepare"])
     return data_reader.Split(paths, None, written), rate
 
 
-def measure_prepared_pipeline(shards, spec, sizes):
-    repeats, epochs = sizes["REPEATS"], sizes["PIPELINE_EPOCHS"]
+def prepared_pipelines(shards, spec, sizes):
+    """The timed runs on prepared shards, for timed_rounds: each one pass over `shards`."""
     train = training_pipeline(shards, spec, sizes)
     encoded = (
-        tf.data.TFRecordDataset(shards.paths * epochs)
+        tf.data.TFRecordDataset(shards.paths)
         .batch(256)
         .map(lambda records: prepared_shards.parse_records(records)[0])
         .unbatch()
     )
-    runs = {
+    return {
         "pipeline_prepared_img_s_per_core": lambda: count_images(train),
         "decode_only_prepared_img_s_per_core": lambda: count_decoded(encoded),
     }
-    results = best_rates(runs, repeats + 1)
-    results["pipeline_prepared_fraction_of_decode"] = (
-        results["pipeline_prepared_img_s_per_core"] / results["decode_only_prepared_img_s_per_core"]
-    )
-    return results
 
 
 def training_pipeline(split, spec, sizes):
@@ -281,7 +280,7 @@ def training_pipeline(split, spec, sizes):
         batch_size=batch,
         steps_per_epoch=split.num_images // batch,
         first_epoch=0,
-        epochs=sizes["PIPELINE_EPOCHS"],
+        epochs=1,
         augment="paper",
         deterministic=False,
     )
@@ -297,17 +296,27 @@ def count_decoded(encoded_images):
         return sum(1 for _ in shapes)
 
 
-def best_rates(runs, rounds):
-    """The best items/s of each of `runs` (name: a call that returns how many items it did) over `rounds` rounds,
-    each round calling every run once: the figures whose ratios are reported see the same moments of this VM. The
-    first call of a tf.data pipeline includes its tracing and autotuning, so pipelines get one round more."""
-    best = dict.fromkeys(runs, 0.0)
-    for _ in range(rounds):
+def timed_rounds(runs, rounds, warmup=0):
+    """The items/s of each of `runs` (name: a call that returns how many items it did) in each of `rounds` rounds,
+    each round calling every run once, after `warmup` rounds left untimed (a tf.data pipeline's first pass traces
+    and autotunes): {name: [rate of each round]}."""
+    rates = {name: [] for name in runs}
+    for round_number in range(warmup + rounds):
         for name, run in runs.items():
             start = time.perf_counter()
             items = run()
-            best[name] = max(best[name], items / (time.perf_counter() - start))
-    return best
+            if round_number >= warmup:
+                rates[name].append(items / (time.perf_counter() - start))
+    return rates
+
+
+def best_of(rates):
+    return {name: max(values) for name, values in rates.items()}
+
+
+def paired_ratio(rates, numerator, denominator):
+    """The median over the rounds of `timed_rounds` of numerator / denominator within each round."""
+    return float(np.median(np.divide(rates[numerator], rates[denominator])))
 
 
 def count_images(dataset):
@@ -339,35 +348,37 @@ def pil_reference(paths, mean, batch, rng):
 
 
 def measure_training(sizes):
-    results = {"train_flops_per_image": training_flops(alexnet.alexnet())}
-    for precision in ("float32", "bf16"):
-        key = "fp32" if precision == "float32" else "bf16"
-        runs = {
-            f"train_{key}_img_s": training_step(precision, sizes),
-            f"train_groups2_{key}_img_s": training_step(precision, sizes, groups=2),
-            f"matmul_{key}_gflop_s": matmul(tf.float32 if key == "fp32" else tf.bfloat16, sizes),
-            f"conv_{key}_gflop_s": convolutions(precision, sizes),
-        }
-        results.update(best_rates(runs, sizes["TRAIN_STEPS"]))
+    """The training steps, convolutions and matmuls of both precisions, all timed in the same rounds (each model keeps
+    the precision it was built with), each ratio's two sides next to each other."""
+    flops_per_image = training_flops(alexnet.alexnet())
+    runs = {}
+    for precision, key, dtype in (("float32", "fp32", tf.float32), ("bf16", "bf16", tf.bfloat16)):
+        runs[f"train_{key}_img_s"] = training_step(precision, sizes)
+        runs[f"matmul_{key}_gflop_s"] = matmul(dtype, sizes)
+        runs[f"conv_{key}_gflop_s"] = convolutions(precision, sizes)
+        runs[f"train_groups2_{key}_img_s"] = training_step(precision, sizes, groups=2)
+    alexnet.set_precision("float32")
+    rates = timed_rounds(runs, sizes["TRAIN_STEPS"])
+    results = {"train_flops_per_image": flops_per_image, **best_of(rates)}
+    for key in ("fp32", "bf16"):
         results[f"matmul_{key}_gflop_s"] /= 1e9
         results[f"conv_{key}_gflop_s"] /= 1e9
-        results[f"conv_{key}_fraction_of_matmul_peak"] = (
-            results[f"conv_{key}_gflop_s"] / results[f"matmul_{key}_gflop_s"]
-        )
-        groups2, single = results[f"train_groups2_{key}_img_s"], results[f"train_{key}_img_s"]
-        results[f"train_groups2_{key}_vs_single"] = groups2 / single
+        matmul_flop_s = f"matmul_{key}_gflop_s"  # FLOP/s in `rates`
+        results[f"conv_{key}_fraction_of_matmul_peak"] = paired_ratio(rates, f"conv_{key}_gflop_s", matmul_flop_s)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
-            results[f"train_{key}_img_s"] * results["train_flops_per_image"] / 1e9 / results[f"matmul_{key}_gflop_s"]
+            paired_ratio(rates, f"train_{key}_img_s", matmul_flop_s) * flops_per_image
         )
-    alexnet.set_precision("float32")
-    results["bf16_speedup_over_fp32"] = results["train_bf16_img_s"] / results["train_fp32_img_s"]
+        results[f"train_groups2_{key}_vs_single"] = paired_ratio(
+            rates, f"train_groups2_{key}_img_s", f"train_{key}_img_s"
+        )
+    results["bf16_speedup_over_fp32"] = paired_ratio(rates, "train_bf16_img_s", "train_fp32_img_s")
     results["step_overhead_ms"] = step_overhead_ms(sizes)
     return results
 
 
 def training_step(precision, sizes, groups=1, batch=None):
     """One step of train.py's compiled training at `batch` (default TRAIN_BATCH) on synthetic tensors, as a call
-    for best_rates; built and run once here."""
+    for timed_rounds; built and run once here."""
     batch = batch or sizes["TRAIN_BATCH"]
     config = {
         "architecture": {"num_classes": 1000, "groups": groups, "dropout": 0.5},
@@ -432,7 +443,7 @@ def step_overhead_ms(sizes):
         return time.perf_counter() - start
 
     fit_seconds(2)
-    repeats = range(sizes["REPEATS"] + 2)
+    repeats = range(sizes["OVERHEAD_REPEATS"])
     fit_per_step = (min(fit_seconds(2 * steps) for _ in repeats) - min(fit_seconds(steps) for _ in repeats)) / steps
     bare_per_step = min(bare_seconds(steps) for _ in repeats) / steps
     return 1000 * max(fit_per_step - bare_per_step, 0.0)
@@ -461,7 +472,7 @@ def first_weighted_layer(model):
 
 def convolutions(precision, sizes):
     """The forward and backward passes of AlexNet's five convolutions (with their bias and ReLU) and nothing else, at
-    TRAIN_BATCH on synthetic tensors, as a call for best_rates (its items are FLOPs): the rate the training step
+    TRAIN_BATCH on synthetic tensors, as a call for timed_rounds (its items are FLOPs): the rate the training step
     would reach if its LRN, pooling, dropout, dense layers and update took no time. Run once here."""
     alexnet.set_precision(precision)
     model = alexnet.alexnet()
@@ -489,7 +500,7 @@ def convolutions(precision, sizes):
 
 
 def matmul(dtype, sizes):
-    """One dense MATMUL_SIZE-square matmul, as a call for best_rates (its items are FLOPs); run once here."""
+    """One dense MATMUL_SIZE-square matmul, as a call for timed_rounds (its items are FLOPs); run once here."""
     n = sizes["MATMUL_SIZE"]
     a, b = tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
@@ -514,7 +525,7 @@ def measure_end_to_end(data_dir, scratch, sizes):
     def bare_epoch():
         return sum(bare_step() for _ in range(sizes["END_TO_END_STEPS"]))
 
-    bare_rates = [best_rates({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"]]
+    bare_rates = timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"]
     results = {"end_to_end_precision": precision}
     for suffix, data in (("", data_dir), ("_prepared", data_dir + "-prepared")):
         command = [
@@ -542,7 +553,7 @@ def measure_end_to_end(data_dir, scratch, sizes):
         epochs = [float(rate) for rate in re.findall(r"images_per_second: ([\d.]+)", out)]
         results[f"end_to_end{suffix}_img_s"] = max(epochs[1:])
         results[f"end_to_end{suffix}_validation_seconds"] = float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])
-    bare_rates.append(best_rates({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"])
+    bare_rates += timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"]
     alexnet.set_precision("float32")
     results["bare_step_img_s"] = max(bare_rates)
     for suffix in ("", "_prepared"):

@@ -67,6 +67,20 @@ def test_bench_counts_the_training_flops_of_each_layer():
     assert bench.training_flops(model, keras.layers.Dense) == 3 * dense_forward
 
 
+def test_bench_ratios_pair_the_rounds_and_rates_take_the_best():
+    """One side's fast moment does not make a ratio: it is the median of the two sides' ratios within each round
+    (here 1.0 where the ratio of the best rates is 0.5); warm-up rounds run untimed."""
+    bench = script_module(os.path.join("benchmarks", "bench.py"))
+    rates = {"pipeline": [20.0, 30.0, 10.0], "decode": [20.0, 60.0, 10.0]}
+    assert bench.paired_ratio(rates, "pipeline", "decode") == 1.0
+    assert bench.best_of(rates) == {"pipeline": 30.0, "decode": 60.0}
+    calls = []
+    runs = {name: lambda name=name: calls.append(name) or 1000 for name in ("pipeline", "decode")}
+    rates = bench.timed_rounds(runs, rounds=3, warmup=1)
+    assert calls == ["pipeline", "decode"] * 4
+    assert [len(values) for values in rates.values()] == [3, 3] and all(rate > 0 for rate in rates["decode"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, training_config):
