@@ -54,10 +54,10 @@ TRAIN_BATCH = 128  # the paper's
 TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one warm-up of each
 OVERHEAD_REPEATS = 5  # fit lengths timed for step_overhead_ms, the shortest of each counting
 MATMUL_SIZE = 4096
-BARE_BLOCKS = 4  # timed blocks of END_TO_END_STEPS bare steps, half before train.py's runs, half after
+BARE_BLOCKS = 2  # timed blocks of END_TO_END_STEPS bare steps before, between and after train.py's two runs
 OVERHEAD_STEPS = 2000  # steps of a tiny model's fit, to measure what train.py adds to each step
 END_TO_END_STEPS = 16  # steps in each of train.py's epochs (two calls of 8 steps)
-END_TO_END_EPOCHS = 4  # the best of the epochs after the first (which traces and compiles) counts
+END_TO_END_EPOCHS = 4  # the epochs after the first (which traces and compiles) count
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC2012's training set, for the hours --prepare would take
 
 QUICK = {
@@ -66,7 +66,7 @@ QUICK = {
     "TRAIN_BATCH": 8,
     "TRAIN_STEPS": 1,
     "MATMUL_SIZE": 512,
-    "BARE_BLOCKS": 2,
+    "BARE_BLOCKS": 1,
     "END_TO_END_STEPS": 2,
     "END_TO_END_EPOCHS": 2,
     "PREPARE_REPEATS": 1,
@@ -516,16 +516,17 @@ def matmul(dtype, sizes):
 
 def measure_end_to_end(data_dir, scratch, sizes):
     """train.py's training images/s (its best epoch after the first; the validation pass excluded, and timed apart)
-    fed from the generated JPEG folder and from its prepared shards, each as a fraction of the bare compiled step
-    (synthetic tensors, no input pipeline) at the same batch and precision, timed as train.py's epochs are, in
-    blocks of as many steps, before and after them."""
+    fed from the generated JPEG folder and from its prepared shards, and the bare compiled step (synthetic tensors,
+    no input pipeline) at the same batch and precision, timed as train.py's epochs are, in blocks of as many steps,
+    before, between and after the two runs. Each run's fraction of the step is the median of its epochs after the
+    first over the median of the blocks just before and after it."""
     precision = alexnet.default_precision()
     bare_step = training_step(precision, sizes, batch=sizes["PIPELINE_BATCH"])
 
     def bare_epoch():
         return sum(bare_step() for _ in range(sizes["END_TO_END_STEPS"]))
 
-    bare_rates = timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"]
+    bare_rates = [timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"])["bare"]]
     results = {"end_to_end_precision": precision}
     for suffix, data in (("", data_dir), ("_prepared", data_dir + "-prepared")):
         command = [
@@ -553,12 +554,12 @@ def measure_end_to_end(data_dir, scratch, sizes):
         epochs = [float(rate) for rate in re.findall(r"images_per_second: ([\d.]+)", out)]
         results[f"end_to_end{suffix}_img_s"] = max(epochs[1:])
         results[f"end_to_end{suffix}_validation_seconds"] = float(re.findall(r"validation_seconds: ([\d.]+)", out)[-1])
-    bare_rates += timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"] // 2)["bare"]
+        bare_rates.append(timed_rounds({"bare": bare_epoch}, sizes["BARE_BLOCKS"])["bare"])
+        results[f"end_to_end{suffix}_fraction_of_step"] = float(
+            np.median(epochs[1:]) / np.median(bare_rates[-2] + bare_rates[-1])
+        )
     alexnet.set_precision("float32")
-    results["bare_step_img_s"] = max(bare_rates)
-    for suffix in ("", "_prepared"):
-        rate = results[f"end_to_end{suffix}_img_s"]
-        results[f"end_to_end{suffix}_fraction_of_step"] = rate / results["bare_step_img_s"]
+    results["bare_step_img_s"] = max(max(rates) for rates in bare_rates)
     return results
 
 

@@ -159,8 +159,9 @@ def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
         assert figures[f"pipeline{suffix}_fraction_of_decode"] == pytest.approx(
             figures[rate] / figures[f"decode_only{suffix}_img_s_per_core"]
         )
-        assert figures[f"end_to_end{suffix}_fraction_of_step"] == pytest.approx(
-            figures[f"end_to_end{suffix}_img_s"] / figures["bare_step_img_s"]
+        # the median of the bare blocks next to the run: at most the best of them all (one epoch counts in --quick)
+        assert figures[f"end_to_end{suffix}_fraction_of_step"] >= (
+            figures[f"end_to_end{suffix}_img_s"] / figures["bare_step_img_s"] * (1 - 1e-9)
         )
     assert figures["end_to_end_precision"] == alexnet.default_precision()
     assert figures["prepare_hours_imagenet_train"] == pytest.approx(
