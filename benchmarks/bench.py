@@ -47,7 +47,7 @@ GRAYSCALE_FRACTION = 0.05
 # This VM's cores swing by 1.5-2x within a second (measured: decoding the same 128 JPEGs over and over ran anywhere
 # from 150 to 390 images/s). A rate is the best of its rounds; a ratio is the median of its two sides' ratio within
 # each round, the sides timed moments apart: the ratio of two bests compares each side's luckiest moment (it gave
-# the pipeline 0.56-1.04 of decoding where paired rounds give 0.87-0.97).
+# the pipeline 0.56-1.04 of decoding where paired rounds gave 0.85-0.99).
 PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each one pass over the images, after one warm-up
 PIPELINE_BATCH = 32
 TRAIN_BATCH = 128  # the paper's
@@ -180,6 +180,14 @@ def child_env():
     return {name: value for name, value in os.environ.items() if not (startup.QUIET and name == "TF_CPP_MIN_LOG_LEVEL")}
 
 
+PIPELINE_RATIOS = {
+    "pipeline_fraction_of_decode": ("pipeline_img_s_per_core", "decode_only_img_s_per_core"),
+    "pipeline_speedup_vs_pil": ("pipeline_img_s_per_core", "pil_img_s_per_core"),
+    "pipeline_prepared_fraction_of_decode": ("pipeline_prepared_img_s_per_core", "decode_only_prepared_img_s_per_core"),
+    "pipeline_speedup_vs_pil_prepared": ("pipeline_prepared_img_s_per_core", "pil_img_s_per_core"),
+}
+
+
 def measure_pipelines(data_dir, scratch, sizes):
     """The input pipeline's figures on a sample of `data_dir`'s training images. Image files are also prepared (the
     sample, into shards in `scratch`, timed), and the pipelines on the files and on those shards timed in the same
@@ -201,14 +209,6 @@ def measure_pipelines(data_dir, scratch, sizes):
         if numerator in rates and denominator in rates:
             results[name] = paired_ratio(rates, numerator, denominator)
     return results
-
-
-PIPELINE_RATIOS = {
-    "pipeline_fraction_of_decode": ("pipeline_img_s_per_core", "decode_only_img_s_per_core"),
-    "pipeline_speedup_vs_pil": ("pipeline_img_s_per_core", "pil_img_s_per_core"),
-    "pipeline_prepared_fraction_of_decode": ("pipeline_prepared_img_s_per_core", "decode_only_prepared_img_s_per_core"),
-    "pipeline_speedup_vs_pil_prepared": ("pipeline_prepared_img_s_per_core", "pil_img_s_per_core"),
-}
 
 
 def random_sample(split, count):
