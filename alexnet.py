@@ -111,14 +111,14 @@ def _inverse_powers(a, depth_radius, bias, alpha, beta):
     return scale, scale / denominator
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _lrn_forward(inputs, depth_radius, bias, alpha, beta):
     a = tf.cast(inputs, tf.float32)
     scale, _ = _inverse_powers(a, depth_radius, bias, alpha, beta)
     return tf.cast(a * scale, inputs.dtype)
 
 
-@tf.function(jit_compile=True)
+@tf.function(jit_compile=True, autograph=False)
 def _lrn_backward(inputs, upstream, depth_radius, bias, alpha, beta):
     # b_i = a_i d_i^-beta with d_i = k + alpha * sum of a_j^2 over i's window, so
     # dL/da_j = g_j d_j^-beta - 2 alpha beta a_j * sum over the windows holding j of g_i a_i d_i^(-beta-1)

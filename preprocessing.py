@@ -90,6 +90,10 @@ CAFFE = Preprocessing(
     mean=CAFFE_MEAN_BGR,
 )
 
+# The functions that tf.data maps call are kept from AutoGraph: they branch with tf.cond and tf.switch_case
+# themselves, and rewriting them (with all they call) cost every script about 1.3 s of start-up (measured).
+not_autographed = tf.autograph.experimental.do_not_convert
+
 
 def declared_pixels(encoded):
     """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header),
@@ -138,11 +142,13 @@ def bounded(encoded):
         return tf.identity(encoded)
 
 
+@not_autographed
 def decode_rgb(encoded):
     """Any JPEG (grayscale and CMYK too), PNG, GIF or BMP bytes as a uint8 RGB image."""
     return tf.io.decode_image(bounded(encoded), channels=3, expand_animations=False)
 
 
+@not_autographed
 def decodes(encoded):
     """The shape of the decoded image, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still reads all
     of their data): an InvalidArgumentError for a file that does not decode."""
@@ -164,6 +170,7 @@ def resized_shape(shape, spec):
     return tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size), tf.stack([scale, scale])
 
 
+@not_autographed
 def resized(image, spec):
     new_shape, _ = resized_shape(tf.shape(image)[:2], spec)
     return tf.image.resize(image, new_shape, antialias=spec.antialias)
@@ -217,6 +224,7 @@ def pca_lighting_offset(seed, stddev=PCA_STDDEV):
     return tf.linalg.matvec(tf.constant(PCA_EIGENVECTORS), alpha * tf.constant(PCA_EIGENVALUES)) * 255.0
 
 
+@not_autographed
 def train_crop(encoded, spec, augment, seed):
     """One training example: a random crop of the resized image, augmented, its channels ordered, mean
     subtracted."""
@@ -241,9 +249,10 @@ def _network_input(images, mirror, offset, bgr):
 # XLA makes the mirror, the offset and the channel order one pass over the pixels: TF's own broadcasting add of a
 # per-channel offset costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x
 # faster). Exported models go without: TF Serving runs no XLA on CPU unless asked.
-_network_input_xla = tf.function(_network_input, jit_compile=True)
+_network_input_xla = tf.function(_network_input, jit_compile=True, autograph=False)
 
 
+@not_autographed
 def eval_crops(encoded, spec, crops, k_crops, seed, xla=True):
     """The crops test.py and classify.py average over, shape (K, crop_size, crop_size, 3), as the network takes
     them: `random`: k_crops random crops; `center`: the centre crop (K = 1); `ten`: corners and centre of the central
@@ -251,6 +260,7 @@ def eval_crops(encoded, spec, crops, k_crops, seed, xla=True):
     return image_crops(decode_rgb(encoded), spec, crops, k_crops, seed, xla)
 
 
+@not_autographed
 def image_crops(image, spec, crops, k_crops, seed, xla=True):
     """eval_crops of a decoded RGB image (height, width, 3), any dtype on the 0..255 scale."""
     image = resized(image, spec)

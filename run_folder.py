@@ -243,7 +243,7 @@ def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
     return tf.train.CheckpointManager(checkpoint, ckpt_dir, kept_checkpoints(chief), checkpoint_name=CHECKPOINT_PREFIX)
 
 
-@tf.function
+@tf.function(autograph=False)
 def _all_finite(variables):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables])
 
