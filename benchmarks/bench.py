@@ -361,12 +361,10 @@ def measure_training(sizes):
     rates = timed_rounds(runs, sizes["TRAIN_STEPS"])
     results = {"train_flops_per_image": flops_per_image, **best_of(rates)}
     for key in ("fp32", "bf16"):
-        results[f"matmul_{key}_gflop_s"] /= 1e9
-        results[f"conv_{key}_gflop_s"] /= 1e9
-        matmul_flop_s = f"matmul_{key}_gflop_s"  # FLOP/s in `rates`
-        results[f"conv_{key}_fraction_of_matmul_peak"] = paired_ratio(rates, f"conv_{key}_gflop_s", matmul_flop_s)
+        matmul_rate = f"matmul_{key}_gflop_s"
+        results[f"conv_{key}_fraction_of_matmul_peak"] = paired_ratio(rates, f"conv_{key}_gflop_s", matmul_rate)
         results[f"train_{key}_fraction_of_matmul_peak"] = (
-            paired_ratio(rates, f"train_{key}_img_s", matmul_flop_s) * flops_per_image
+            paired_ratio(rates, f"train_{key}_img_s", matmul_rate) * flops_per_image / 1e9
         )
         results[f"train_groups2_{key}_vs_single"] = paired_ratio(
             rates, f"train_groups2_{key}_img_s", f"train_{key}_img_s"
@@ -472,7 +470,7 @@ def first_weighted_layer(model):
 
 def convolutions(precision, sizes):
     """The forward and backward passes of AlexNet's five convolutions (with their bias and ReLU) and nothing else, at
-    TRAIN_BATCH on synthetic tensors, as a call for timed_rounds (its items are FLOPs): the rate the training step
+    TRAIN_BATCH on synthetic tensors, as a call for timed_rounds (its items are GFLOPs): the rate the training step
     would reach if its LRN, pooling, dropout, dense layers and update took no time. Run once here."""
     alexnet.set_precision(precision)
     model = alexnet.alexnet()
@@ -480,7 +478,7 @@ def convolutions(precision, sizes):
     layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     inputs = [tf.cast(tf.random.normal((batch, *layer.input.shape[1:])), layer.compute_dtype) for layer in layers]
     weights = [weight for layer in layers for weight in layer.trainable_weights]
-    flops = batch * training_flops(model, keras.layers.Conv2D)
+    gflops = batch * training_flops(model, keras.layers.Conv2D) / 1e9
 
     @tf.function
     def passes():
@@ -493,14 +491,14 @@ def convolutions(precision, sizes):
 
     def run():
         passes().numpy()
-        return flops
+        return gflops
 
     run()
     return run
 
 
 def matmul(dtype, sizes):
-    """One dense MATMUL_SIZE-square matmul, as a call for timed_rounds (its items are FLOPs); run once here."""
+    """One dense MATMUL_SIZE-square matmul, as a call for timed_rounds (its items are GFLOPs); run once here."""
     n = sizes["MATMUL_SIZE"]
     a, b = tf.random.normal((n, n), dtype=tf.float32), tf.random.normal((n, n), dtype=tf.float32)
     a, b = tf.cast(a, dtype), tf.cast(b, dtype)
@@ -508,7 +506,7 @@ def matmul(dtype, sizes):
 
     def multiply():
         matmul(a, b).numpy()
-        return 2 * n**3
+        return 2 * n**3 / 1e9
 
     multiply()
     return multiply
