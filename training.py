@@ -281,6 +281,10 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     )
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    # Keras opens the next validation pass's iterator at the end of each and drops it when that pass starts, within
+    # the epoch's training time; dropping an autotuned iterator whose input has ended waits for its tuning thread to
+    # wake (6.5-9 s an epoch with prepared shards here; README, Performance)
+    options.autotune.enabled = False
     val = (
         input_pipeline.eval_dataset(val_split, spec=preprocessing.from_config(config), batch_size=batch_size)
         .map(lambda crops, label: (crops[:, 0], label))
