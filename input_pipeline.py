@@ -222,10 +222,11 @@ def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0, spec=None):
         chosen = np.random.default_rng(seed).permutation(split.num_images)[:max_images]
         images = tf.data.Dataset.from_tensor_slices([split.paths[i] for i in chosen]).map(tf.io.read_file)
         count = len(chosen)
-    dataset = images.map(
-        lambda encoded: tf.reduce_mean(preprocessing.eval_crops(encoded, spec, "center", 1, [0, 0]), axis=(0, 1, 2)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    ).batch(256)
+
+    def centre_crop_mean(encoded):
+        return tf.reduce_mean(preprocessing.eval_crops(encoded, spec, "center", 1, [0, 0]), axis=(0, 1, 2))
+
+    dataset = startup.read_once(images.map(centre_crop_mean, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
     progress = keras.utils.Progbar(count, unit_name="image")
     total = np.zeros(3)
     for channel_means in dataset:
@@ -244,7 +245,7 @@ def find_unreadable(split, what):
     print(f"Checking that the {len(paths)} {what} decode ...")
     progress = keras.utils.Progbar(len(paths), unit_name="image")
     readable = np.zeros(len(paths), bool)
-    checked = (
+    checked = startup.read_once(
         tf.data.Dataset.from_tensor_slices(paths)
         .enumerate()
         .map(

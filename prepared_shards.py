@@ -163,7 +163,7 @@ def write_shard(source_dir, entries, synsets, path, progress):
         return index, tf.io.encode_jpeg(pixels, quality=JPEG_QUALITY), tf.shape(pixels)[:2]
 
     written = set()
-    images = (
+    images = startup.read_once(
         tf.data.Dataset.from_tensor_slices([os.path.join(source_dir, rel) for rel, _ in entries])
         .enumerate()
         .map(encode, num_parallel_calls=tf.data.AUTOTUNE)

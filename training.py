@@ -17,6 +17,7 @@ import distribute
 import input_pipeline
 import preprocessing
 import run_folder
+import startup
 from errors import RunError
 
 # Optimisation, paper §5
@@ -282,10 +283,8 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # Keras opens the next validation pass's iterator at the end of each and drops it when that pass starts, within
-    # the epoch's training time; dropping an autotuned iterator whose input has ended waits for its tuning thread to
-    # wake (6.5-9 s an epoch with prepared shards here; README, Performance)
-    options.autotune.enabled = False
-    val = (
+    # the epoch's training time (README, Performance)
+    val = startup.read_once(
         input_pipeline.eval_dataset(val_split, spec=preprocessing.from_config(config), batch_size=batch_size)
         .map(lambda crops, label: (crops[:, 0], label))
         .with_options(options)
