@@ -76,7 +76,12 @@ def value_and_gradient(lrn, a, upstream):
     return b, tape.gradient(b, a, output_gradients=upstream)
 
 
-@pytest.mark.parametrize("constants", [alexnet.PAPER_LRN, alexnet.CAFFE_BVLC["lrn"]], ids=["paper", "caffe"])
+OTHER_LRN = {"depth_radius": 3, "bias": 1.0, "alpha": 1e-4, "beta": 0.5}  # a beta other than 0.75 takes another path
+
+
+@pytest.mark.parametrize(
+    "constants", [alexnet.PAPER_LRN, alexnet.CAFFE_BVLC["lrn"], OTHER_LRN], ids=["paper", "caffe", "other"]
+)
 def test_lrn_and_its_gradient_match_the_formula_in_float64(constants):
     """Training's fused LRN, inference's TF kernel and tf.nn.local_response_normalization against the formula
     differentiated in float64: float32 to 1e-5 relative, bfloat16 to its rounding. Post-ReLU activations large
