@@ -259,5 +259,6 @@ def find_unreadable(split, what):
         for indices, _ in checked:
             readable[indices.numpy()] = True
             progress.add(len(indices))
-    progress.update(len(paths), finalize=True)
+    if not readable.all():  # the bar stopped short by the files skipped; when all decoded, it has closed itself
+        progress.update(len(paths), finalize=True)
     return [path for path, ok in zip(paths, readable) if not ok]
