@@ -105,12 +105,13 @@ def _window_sums(values, depth_radius):
 
 
 def _inverse_powers(quarter_roots, beta):
-    """d ** -beta and d ** (-beta - 1) from q = d ** -0.25; for the 0.75 of the paper and Caffe as q^3 and q^7, as
-    XLA's CPU code computes pow and division several times slower than products."""
+    """d ** -beta and d ** (-beta - 1) = d ** -beta * q^4 from q = d ** -0.25; d ** -beta for the 0.75 of the paper
+    and Caffe as q^3, as XLA's CPU code computes pow and division several times slower than products."""
     if beta == 0.75:
-        cube = quarter_roots * quarter_roots * quarter_roots
-        return cube, cube * cube * quarter_roots
-    return tf.pow(quarter_roots, 4 * beta), tf.pow(quarter_roots, 4 * beta + 4)
+        scale = quarter_roots * quarter_roots * quarter_roots
+    else:
+        scale = tf.pow(quarter_roots, 4 * beta)
+    return scale, scale * tf.square(tf.square(quarter_roots))
 
 
 @tf.function(jit_compile=True, autograph=False)
