@@ -33,21 +33,18 @@ UNREADABLE = ("truncated", "empty", "text", "bomb")
 # security 44, import_weights 42; the rest take under 20 each and follow in their own order. In the order xdist
 # chose, by the number of tests in a file, the two longest came last and the suite took 12 min 41 s; in this order
 # 10 min 22 s, and 12 min 17 s on a fresh clone in a slower spell of the same machine.
-LONGEST_FIRST = tuple(
-    f"test_{name}.py"
-    for name in (
-        "distribute",
-        "run_folder",
-        "learning",
-        "speed",
-        "scripts",
-        "reliability",
-        "export",
-        "own_images",
-        "prepared",
-        "security",
-        "import_weights",
-    )
+LONGEST_FIRST = (
+    "test_distribute.py",
+    "test_run_folder.py",
+    "test_learning.py",
+    "test_speed.py",
+    "test_scripts.py",
+    "test_reliability.py",
+    "test_export.py",
+    "test_own_images.py",
+    "test_prepared.py",
+    "test_security.py",
+    "test_import_weights.py",
 )
 
 
