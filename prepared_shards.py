@@ -180,7 +180,8 @@ def write_shard(source_dir, entries, synsets, path, progress):
     unreadable = [rel for i, (rel, _) in enumerate(entries) if i not in written]
     for rel in unreadable:
         print(f"\nwarning: skipping unreadable image {os.path.join(source_dir, rel)}")
-    progress.add(len(unreadable))
+    if unreadable:  # adding nothing at the target would print the bar's closing line again
+        progress.add(len(unreadable))
     return unreadable
 
 

@@ -71,7 +71,9 @@ def test_prepared_validation_set_evaluates_like_the_folder(tiny_data, prepared_d
         assert np.abs(folder_images.numpy() - prepared_images.numpy()).mean() < 3.0
 
 
-def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data, prepared_data, tmp_path, monkeypatch):
+def test_an_interrupted_preparation_continues_with_the_missing_shards(
+    tiny_data, prepared_data, tmp_path, monkeypatch, capsys
+):
     write_shard, written, killed = prepared_shards.write_shard, [], []
 
     def interrupted_after_two(source_dir, entries, synsets, path, progress):
@@ -86,7 +88,10 @@ def test_an_interrupted_preparation_continues_with_the_missing_shards(tiny_data,
     with pytest.raises(Killed):
         prepared_shards.prepare(tiny_data, out, train_shards=3, val_shards=2)
     assert not os.path.exists(os.path.join(out, data_reader.PREPARED_MANIFEST))
+    capsys.readouterr()
     prepared_shards.prepare(tiny_data, out, train_shards=3, val_shards=2)
+    total = sum(len(records(prepared_data, part)) for part in ("train", "val"))
+    assert capsys.readouterr().out.count(f"{total}/{total}") == 1  # the bar closes once, not twice
     assert len(written) == 5 and len(set(written)) == 5  # two before the interruption, three after, none twice
     for name in os.listdir(prepared_data):
         if name.startswith(("train-", "validation-")):
