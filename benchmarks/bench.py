@@ -48,7 +48,7 @@ GRAYSCALE_FRACTION = 0.05
 # from 150 to 390 images/s). A rate is the best of its rounds; a ratio is the median of its two sides' ratio within
 # each round, the sides timed moments apart: the ratio of two bests compares each side's luckiest moment (it gave
 # the pipeline 0.56-1.04 of decoding where paired rounds gave 0.85-0.99).
-PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each one pass over the images, after one warm-up
+PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each a pass over the images, after one warm-up
 PIPELINE_BATCH = 32
 TRAIN_BATCH = 128  # the paper's
 TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one warm-up of each
@@ -223,16 +223,16 @@ def whole_shards(split, count):
 
 
 def folder_pipelines(files, spec, sizes):
-    """The timed runs on image files, for timed_rounds: each one pass over `files`."""
+    """The timed runs on image files, for timed_rounds: each one pass's worth of images of `files`."""
     batch = sizes["PIPELINE_BATCH"]
     train = training_pipeline(files, spec, sizes)
     evaluation = input_pipeline.eval_dataset(files, spec=spec, batch_size=batch, crops="random", k_crops=5)
     encoded = tf.data.Dataset.from_tensor_slices(files.paths).map(tf.io.read_file)
     rng = np.random.default_rng(0)
     return {
-        "pipeline_img_s_per_core": lambda: count_images(train),
-        "decode_only_img_s_per_core": lambda: count_decoded(encoded),
-        "pipeline_eval_img_s_per_core": lambda: count_images(evaluation),
+        "pipeline_img_s_per_core": pass_reader(train, steps_per_pass(files, sizes) * batch),
+        "decode_only_img_s_per_core": pass_reader(decoded(encoded), files.num_images),
+        "pipeline_eval_img_s_per_core": pass_reader(evaluation.repeat(), files.num_images),
         "pil_img_s_per_core": lambda: pil_reference(files.paths, spec.mean, batch, rng),
     }
 
@@ -258,7 +258,7 @@ def prepare_sample(files, data_dir, synsets, scratch, sizes):
 
 
 def prepared_pipelines(shards, spec, sizes):
-    """The timed runs on prepared shards, for timed_rounds: each one pass over `shards`."""
+    """The timed runs on prepared shards, for timed_rounds: each one pass's worth of images of `shards`."""
     train = training_pipeline(shards, spec, sizes)
     encoded = (
         tf.data.TFRecordDataset(shards.paths)
@@ -267,33 +267,59 @@ def prepared_pipelines(shards, spec, sizes):
         .unbatch()
     )
     return {
-        "pipeline_prepared_img_s_per_core": lambda: count_images(train),
-        "decode_only_prepared_img_s_per_core": lambda: count_decoded(encoded),
+        "pipeline_prepared_img_s_per_core": pass_reader(train, steps_per_pass(shards, sizes) * sizes["PIPELINE_BATCH"]),
+        "decode_only_prepared_img_s_per_core": pass_reader(decoded(encoded), shards.num_images),
     }
 
 
+def steps_per_pass(split, sizes):
+    return split.num_images // sizes["PIPELINE_BATCH"]
+
+
 def training_pipeline(split, spec, sizes):
-    batch = sizes["PIPELINE_BATCH"]
+    """The training pipeline as train.py runs it, an epoch a pass over `split`, for every round of the timing."""
     return input_pipeline.train_dataset(
         split,
         spec=spec,
-        batch_size=batch,
-        steps_per_epoch=split.num_images // batch,
+        batch_size=sizes["PIPELINE_BATCH"],
+        steps_per_epoch=steps_per_pass(split, sizes),
         first_epoch=0,
-        epochs=1,
+        epochs=1 + sizes["PIPELINE_ROUNDS"],
         augment="paper",
         deterministic=False,
     )
 
 
-def count_decoded(encoded_images):
-    """Images of a dataset of encoded images that decode: the whole image decoded (libjpeg for JPEGs), no resize,
-    no crop: the limit of any pipeline reading these files."""
-    shapes = encoded_images.map(
-        lambda encoded: tf.shape(preprocessing.decode_rgb(encoded)), num_parallel_calls=tf.data.AUTOTUNE
-    ).ignore_errors()
-    with startup.decoder_noise_held_back():
-        return sum(1 for _ in shapes)
+def decoded(encoded_images):
+    """The shapes of a dataset of encoded images, repeated, each image decoded whole (libjpeg for JPEGs), no resize,
+    no crop: the limit of any pipeline reading these files. Images that do not decode are left out."""
+    return (
+        encoded_images.map(
+            lambda encoded: tf.shape(preprocessing.decode_rgb(encoded)), num_parallel_calls=tf.data.AUTOTUNE
+        )
+        .ignore_errors()
+        .repeat()
+    )
+
+
+def pass_reader(dataset, images):
+    """A timed run that reads `images` images (a batch counts its images) from one iterator of `dataset` kept across
+    the rounds, as train.py keeps one for its whole run: creating an iterator of these pipelines takes about 0.3 s
+    here, and dropping one read to its end waits for its autotuning thread, costs a run pays once, not once a pass
+    (counted in every pass, they had halved the prepared shards' rate)."""
+    iterator = iter(dataset)
+
+    def read_a_pass():
+        count = 0
+        with startup.decoder_noise_held_back():
+            while count < images:
+                element = next(iterator, None)
+                if element is None:
+                    raise errors.DataError(f"the images ran out before a pass of {images}: the sample does not decode")
+                count += int(element[0].shape[0]) if isinstance(element, tuple) else 1
+        return count
+
+    return read_a_pass
 
 
 def timed_rounds(runs, rounds, warmup=0):
@@ -317,10 +343,6 @@ def best_of(rates):
 def paired_ratio(rates, numerator, denominator):
     """The median over the rounds of `timed_rounds` of numerator / denominator within each round."""
     return float(np.median(np.divide(rates[numerator], rates[denominator])))
-
-
-def count_images(dataset):
-    return sum(int(images.shape[0]) for images, _ in dataset)
 
 
 def pil_reference(paths, mean, batch, rng):
