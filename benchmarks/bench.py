@@ -48,7 +48,7 @@ GRAYSCALE_FRACTION = 0.05
 # from 150 to 390 images/s). A rate is the best of its rounds; a ratio is the median of its two sides' ratio within
 # each round, the sides timed moments apart: the ratio of two bests compares each side's luckiest moment (it gave
 # the pipeline 0.56-1.04 of decoding where paired rounds gave 0.85-0.99).
-PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each a pass over the images, after one warm-up
+PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each one pass over the images, after one warm-up
 PIPELINE_BATCH = 32
 TRAIN_BATCH = 128  # the paper's
 TRAIN_STEPS = 5  # timed rounds of a step of each model and a matmul, after one warm-up of each
@@ -230,9 +230,9 @@ def folder_pipelines(files, spec, sizes):
     encoded = tf.data.Dataset.from_tensor_slices(files.paths).map(tf.io.read_file)
     rng = np.random.default_rng(0)
     return {
-        "pipeline_img_s_per_core": pass_reader(train, steps_per_pass(files, sizes) * batch),
-        "decode_only_img_s_per_core": pass_reader(decoded(encoded), files.num_images),
-        "pipeline_eval_img_s_per_core": pass_reader(evaluation.repeat(), files.num_images),
+        "pipeline_img_s_per_core": one_pass(train),
+        "decode_only_img_s_per_core": one_pass(decoded(encoded)),
+        "pipeline_eval_img_s_per_core": one_pass(evaluation),
         "pil_img_s_per_core": lambda: pil_reference(files.paths, spec.mean, batch, rng),
     }
 
@@ -267,72 +267,65 @@ def prepared_pipelines(shards, spec, sizes):
         .unbatch()
     )
     return {
-        "pipeline_prepared_img_s_per_core": pass_reader(train, steps_per_pass(shards, sizes) * sizes["PIPELINE_BATCH"]),
-        "decode_only_prepared_img_s_per_core": pass_reader(decoded(encoded), shards.num_images),
+        "pipeline_prepared_img_s_per_core": one_pass(train),
+        "decode_only_prepared_img_s_per_core": one_pass(decoded(encoded)),
     }
 
 
-def steps_per_pass(split, sizes):
-    return split.num_images // sizes["PIPELINE_BATCH"]
-
-
 def training_pipeline(split, spec, sizes):
-    """The training pipeline as train.py runs it, an epoch a pass over `split`, for every round of the timing."""
+    batch = sizes["PIPELINE_BATCH"]
     return input_pipeline.train_dataset(
         split,
         spec=spec,
-        batch_size=sizes["PIPELINE_BATCH"],
-        steps_per_epoch=steps_per_pass(split, sizes),
+        batch_size=batch,
+        steps_per_epoch=split.num_images // batch,
         first_epoch=0,
-        epochs=1 + sizes["PIPELINE_ROUNDS"],
+        epochs=1,
         augment="paper",
         deterministic=False,
     )
 
 
 def decoded(encoded_images):
-    """The shapes of a dataset of encoded images, repeated, each image decoded whole (libjpeg for JPEGs), no resize,
-    no crop: the limit of any pipeline reading these files. Images that do not decode are left out."""
-    return (
-        encoded_images.map(
-            lambda encoded: tf.shape(preprocessing.decode_rgb(encoded)), num_parallel_calls=tf.data.AUTOTUNE
-        )
-        .ignore_errors()
-        .repeat()
-    )
+    """The shapes of a dataset of encoded images, each image decoded whole (libjpeg for JPEGs), no resize, no crop:
+    the limit of any pipeline reading these files. Images that do not decode are left out."""
+    return encoded_images.map(
+        lambda encoded: tf.shape(preprocessing.decode_rgb(encoded)), num_parallel_calls=tf.data.AUTOTUNE
+    ).ignore_errors()
 
 
-def pass_reader(dataset, images):
-    """A timed run that reads `images` images (a batch counts its images) from one iterator of `dataset` kept across
-    the rounds, as train.py keeps one for its whole run: creating an iterator of these pipelines takes about 0.3 s
-    here, and dropping one read to its end waits for its autotuning thread, costs a run pays once, not once a pass
-    (counted in every pass, they had halved the prepared shards' rate)."""
-    iterator = iter(dataset)
+def one_pass(dataset):
+    """A run for timed_rounds that reads `dataset` to its end and times itself from the first request to the last
+    element: (images, seconds), a batch counting its images. Creating the iterator (about 0.3 s for the prepared
+    shards' pipeline here) and dropping it (which waits for its autotuning thread) stay out of the time: train.py
+    pays them once a run, not once a pass, and counted in every pass of 320 images they had halved the prepared
+    shards' rate. An iterator kept across the rounds would not do: its threads keep working between its passes."""
 
-    def read_a_pass():
+    def read():
+        images = iter(dataset)
         count = 0
         with startup.decoder_noise_held_back():
-            while count < images:
-                element = next(iterator, None)
-                if element is None:
-                    raise errors.DataError(f"the images ran out before a pass of {images}: the sample does not decode")
+            start = time.perf_counter()
+            for element in images:
                 count += int(element[0].shape[0]) if isinstance(element, tuple) else 1
-        return count
+            return count, time.perf_counter() - start
 
-    return read_a_pass
+    return read
 
 
 def timed_rounds(runs, rounds, warmup=0):
-    """The items/s of each of `runs` (name: a call that returns how many items it did) in each of `rounds` rounds,
+    """The items/s of each of `runs` (name: a call that returns how many items it did, or that and the seconds its
+    work took, when it times itself) in each of `rounds` rounds,
     each round calling every run once, after `warmup` rounds left untimed (a tf.data pipeline's first pass traces
     and autotunes): {name: [rate of each round]}."""
     rates = {name: [] for name in runs}
     for round_number in range(warmup + rounds):
         for name, run in runs.items():
             start = time.perf_counter()
-            items = run()
+            done = run()
+            items, seconds = done if isinstance(done, tuple) else (done, time.perf_counter() - start)
             if round_number >= warmup:
-                rates[name].append(items / (time.perf_counter() - start))
+                rates[name].append(items / seconds)
     return rates
 
 
