@@ -223,7 +223,7 @@ def whole_shards(split, count):
 
 
 def folder_pipelines(files, spec, sizes):
-    """The timed runs on image files, for timed_rounds: each one pass's worth of images of `files`."""
+    """The timed runs on image files, for timed_rounds: each one pass over `files`."""
     batch = sizes["PIPELINE_BATCH"]
     train = training_pipeline(files, spec, sizes)
     evaluation = input_pipeline.eval_dataset(files, spec=spec, batch_size=batch, crops="random", k_crops=5)
@@ -258,7 +258,7 @@ def prepare_sample(files, data_dir, synsets, scratch, sizes):
 
 
 def prepared_pipelines(shards, spec, sizes):
-    """The timed runs on prepared shards, for timed_rounds: each one pass's worth of images of `shards`."""
+    """The timed runs on prepared shards, for timed_rounds: each one pass over `shards`."""
     train = training_pipeline(shards, spec, sizes)
     encoded = (
         tf.data.TFRecordDataset(shards.paths)
@@ -315,9 +315,8 @@ def one_pass(dataset):
 
 def timed_rounds(runs, rounds, warmup=0):
     """The items/s of each of `runs` (name: a call that returns how many items it did, or that and the seconds its
-    work took, when it times itself) in each of `rounds` rounds,
-    each round calling every run once, after `warmup` rounds left untimed (a tf.data pipeline's first pass traces
-    and autotunes): {name: [rate of each round]}."""
+    work took, when it times itself) in each of `rounds` rounds, each round calling every run once, after `warmup`
+    rounds left untimed (a tf.data pipeline's first pass traces and autotunes): {name: [rate of each round]}."""
     rates = {name: [] for name in runs}
     for round_number in range(warmup + rounds):
         for name, run in runs.items():

@@ -193,4 +193,4 @@ def test_bench_rates_of_runs_that_time_themselves_take_their_own_seconds():
     assert [batches()[0], batches()[0]] == [12, 12]  # every call reads one whole pass, batches counting their items
     rates = bench.timed_rounds({"self-timed": lambda: (10, 2.0), "timed": lambda: time.sleep(0.05) or 10}, 2)
     assert rates["self-timed"] == [5.0, 5.0]
-    assert all(100 < rate < 10 / 0.05 for rate in rates["timed"])
+    assert all(20 < rate < 10 / 0.05 for rate in rates["timed"])  # timed around the call, sleep included
