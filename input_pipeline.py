@@ -179,7 +179,8 @@ def train_dataset(
 
 
 def encoded_images(split):
-    """(encoded image, label) of every image of `split`, in stored order."""
+    """(encoded image, label) of every image of `split`, in stored order. Of known length: Keras ends a pass over a
+    dataset of unknown length by warning that its "input ran out of data; interrupting training"."""
     if split.prepared:
         return (
             tf.data.TFRecordDataset(split.paths)
@@ -187,6 +188,7 @@ def encoded_images(split):
             .batch(256)
             .map(lambda records: _parsed(split, records))
             .unbatch()
+            .apply(tf.data.experimental.assert_cardinality(split.num_images))
         )
     return tf.data.Dataset.from_tensor_slices((split.paths, split.labels)).map(
         lambda path, label: (tf.io.read_file(path), label), num_parallel_calls=tf.data.AUTOTUNE
