@@ -6,12 +6,16 @@ crop and augmentation from (seed, epoch, position), so that a resumed run sees e
 would have seen, and each worker of a cluster reads its own share.
 """
 
+import contextlib
 import dataclasses
+import os
+import re
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+import errors
 import preprocessing
 import prepared_shards
 import startup
@@ -96,6 +100,22 @@ def _shard_stream(split, plan):
         )
 
     return tf.data.Dataset.from_tensor_slices(plan).map(shard_slice, num_parallel_calls=SHARDS_IN_FLIGHT).unbatch()
+
+
+@contextlib.contextmanager
+def as_prepared(split):
+    """A pass over `split` whose prepared shards hold fewer records than when they were prepared (a shard changed or
+    cut short since) ends in one DataError naming their folder, not in the length check's error of encoded_images."""
+    try:
+        yield
+    except tf.errors.FailedPreconditionError as error:
+        counts = re.search(r"expected to contain (\d+) elements but contained only (\d+)", error.message)
+        if not split.prepared or not counts:
+            raise
+        raise errors.DataError(
+            f"the prepared shards in {os.path.dirname(split.paths[0])} hold {counts[2]} of the {counts[1]} images "
+            "they held when prepared (a shard changed since): run data_reader.py --prepare on the image folders again"
+        ) from None
 
 
 def _parsed(split, records):
@@ -231,9 +251,10 @@ def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0, spec=None):
     dataset = startup.read_once(images.map(centre_crop_mean, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
     progress = keras.utils.Progbar(count, unit_name="image")
     total = np.zeros(3)
-    for channel_means in dataset:
-        total += channel_means.numpy().sum(axis=0)
-        progress.add(len(channel_means))
+    with as_prepared(split):
+        for channel_means in dataset:
+            total += channel_means.numpy().sum(axis=0)
+            progress.add(len(channel_means))
     return (total / count).tolist()
 
 

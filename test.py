@@ -115,7 +115,8 @@ def evaluate(model, config, split, args):
         k_crops=k,
         seed=args.seed,
     )
-    metrics = averaged.evaluate(dataset, return_dict=True)
+    with input_pipeline.as_prepared(split):
+        metrics = averaged.evaluate(dataset, return_dict=True)
     return {
         "top1": float(metrics["top1"]),
         "topk": float(metrics["topk"]),

@@ -312,15 +312,16 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
             )
         )
         try:
-            model.fit(
-                train,
-                initial_epoch=first,
-                epochs=last,
-                steps_per_epoch=steps_per_epoch - skip,
-                validation_data=val,
-                callbacks=epoch_callbacks,
-                shuffle=False,
-            )
+            with input_pipeline.as_prepared(val_split):
+                model.fit(
+                    train,
+                    initial_epoch=first,
+                    epochs=last,
+                    steps_per_epoch=steps_per_epoch - skip,
+                    validation_data=val,
+                    callbacks=epoch_callbacks,
+                    shuffle=False,
+                )
         except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
             raise RunError(
                 f"a worker of the cluster stopped or cannot be reached ({type(error).__name__}): start "

@@ -1,6 +1,7 @@
 """Prepared shards (data_reader.py --prepare): the folder's images and labels, resumable, read like the folder."""
 
 import os
+import shutil
 import warnings
 
 import numpy as np
@@ -131,6 +132,19 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     assert "trained on prepared shards and continues on image folders" in resumed.stdout
     assert "Checking that the 40 train images decode" in resumed.stdout
     assert run_folder.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
+
+
+@pytest.mark.slow
+def test_shards_cut_short_after_preparing_are_a_one_line_error(prepared_data, one_step_run, tmp_path, one_line_error):
+    changed = shutil.copytree(prepared_data, tmp_path / "prepared")
+    shard = sorted(changed.glob("validation-*"))[-1]
+    stored = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in stored[:-3]:
+            writer.write(record)
+    total = len(records(prepared_data, "val"))
+    line = one_line_error(run_main("test.py", *flags(data_dir=changed, ckpt_dir=one_step_run)))
+    assert f"the prepared shards in {changed} hold {total - 3} of the {total} images" in line
 
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
