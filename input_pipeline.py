@@ -91,7 +91,12 @@ def _shard_stream(split, plan):
 
     def shard_slice(shard, order_seed, start, end, epoch, position):
         size = tf.gather(sizes, shard)
-        records = tf.data.TFRecordDataset(tf.gather(paths, shard)).batch(size).get_single_element()
+        records = (
+            tf.data.TFRecordDataset(tf.gather(paths, shard))
+            .apply(tf.data.experimental.assert_cardinality(size))
+            .batch(size)
+            .get_single_element()
+        )
         order = tf.random.experimental.stateless_shuffle(tf.range(size), order_seed)[start:end]
         return (
             *_parsed(split, tf.gather(records, order)),
@@ -105,7 +110,8 @@ def _shard_stream(split, plan):
 @contextlib.contextmanager
 def as_prepared(split):
     """A pass over `split` whose prepared shards hold fewer records than when they were prepared (a shard changed or
-    cut short since) ends in one DataError naming their folder, not in the length check's error of encoded_images."""
+    cut short since) ends in one DataError naming their folder, not in the length checks' error of encoded_images
+    and _shard_stream."""
     try:
         yield
     except tf.errors.FailedPreconditionError as error:
@@ -113,8 +119,9 @@ def as_prepared(split):
         if not split.prepared or not counts:
             raise
         raise errors.DataError(
-            f"the prepared shards in {os.path.dirname(split.paths[0])} hold {counts[2]} of the {counts[1]} images "
-            "they held when prepared (a shard changed since): run data_reader.py --prepare on the image folders again"
+            f"the prepared shards in {os.path.dirname(split.paths[0])} hold fewer images than when they were prepared "
+            f"({counts[2]} where {counts[1]} were expected; a shard changed since): run data_reader.py --prepare on "
+            "the image folders again"
         ) from None
 
 

@@ -1,6 +1,7 @@
 """Prepared shards (data_reader.py --prepare): the folder's images and labels, resumable, read like the folder."""
 
 import os
+import re
 import shutil
 import warnings
 
@@ -134,17 +135,31 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     assert run_folder.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
 
 
+def cut_short(shard, by):
+    """Rewrites a prepared shard without its last `by` records."""
+    stored = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
+    with tf.io.TFRecordWriter(str(shard)) as writer:
+        for record in stored[:-by]:
+            writer.write(record)
+    return len(stored)
+
+
 @pytest.mark.slow
 def test_shards_cut_short_after_preparing_are_a_one_line_error(prepared_data, one_step_run, tmp_path, one_line_error):
     changed = shutil.copytree(prepared_data, tmp_path / "prepared")
-    shard = sorted(changed.glob("validation-*"))[-1]
-    stored = list(tf.data.TFRecordDataset(str(shard)).as_numpy_iterator())
-    with tf.io.TFRecordWriter(str(shard)) as writer:
-        for record in stored[:-3]:
-            writer.write(record)
+    cut_short(sorted(changed.glob("validation-*"))[-1], by=3)
     total = len(records(prepared_data, "val"))
     line = one_line_error(run_main("test.py", *flags(data_dir=changed, ckpt_dir=one_step_run)))
-    assert f"the prepared shards in {changed} hold {total - 3} of the {total} images" in line
+    assert f"the prepared shards in {changed} hold fewer images than when they were prepared" in line
+    assert f"({total - 3} where {total} were expected;" in line
+    changed = shutil.copytree(prepared_data, tmp_path / "prepared-train")
+    for shard in changed.glob("train-*"):  # the one step of the resumed epoch reads one of them
+        cut_short(shard, by=2)
+    resumed = run_script("train.py", "-resume", *flags(data_dir=changed, ckpt_dir=one_step_run, epochs=2))
+    line = one_line_error(resumed)
+    assert f"the prepared shards in {changed} hold fewer images than when they were prepared" in line
+    found, expected = map(int, re.search(r"\((\d+) where (\d+) were expected;", line).groups())
+    assert found == expected - 2
 
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
