@@ -312,7 +312,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
             )
         )
         try:
-            with input_pipeline.as_prepared(train_split), input_pipeline.as_prepared(val_split):
+            with input_pipeline.as_prepared(train_split):  # val_split is read from the same folder
                 model.fit(
                     train,
                     initial_epoch=first,
