@@ -39,6 +39,7 @@ def get_args_parser():
 
 
 def main(args):
+    errors.check_counts(args, "top_k", "k_crops")
     model, config = alexnet.load_trained(args.ckpt_dir)
     crops = preprocessing.load_image_crops(
         args.image, preprocessing.from_config(config), args.crops, args.k_crops, args.seed

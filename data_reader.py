@@ -46,7 +46,7 @@ import re
 import numpy as np
 import scipy.io
 
-from errors import DataError, check_size, inside
+from errors import DataError, check_counts, check_size, inside
 
 DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
@@ -435,9 +435,11 @@ def main(args):
     import sample_dataset
 
     if args.prepare:
+        check_counts(args, "train_shards", "val_shards")
         source_dir, out_dir = args.prepare
         prepared_shards.prepare(source_dir, out_dir, train_shards=args.train_shards, val_shards=args.val_shards)
     else:
+        check_counts(args, "train_per_class", "val_per_class")
         sample_dataset.make_sample(
             args.make_sample, train_per_class=args.train_per_class, val_per_class=args.val_per_class, seed=args.seed
         )

@@ -39,6 +39,20 @@ def reported(parser):
         parser.exit(1, f"\n{parser.prog}: error: {error}\n")
 
 
+def check_flag(flag, value, holds, bound):
+    """A UsageError naming `--flag value` and the `bound` it must meet, unless it `holds`."""
+    if not holds:
+        raise UsageError(f"--{flag} {value} cannot work: it must be {bound}")
+
+
+def check_counts(args, *names):
+    """A UsageError naming the first of the flags `names` (attributes of the parsed `args`) that is given and below
+    1: crops, classes, images, shards."""
+    for name in names:
+        value = getattr(args, name)
+        check_flag(name.replace("_", "-"), value, value is None or value >= 1, "at least 1")
+
+
 def check_size(path, max_bytes, error, fix):
     """Refuses a file far larger than any real one of its kind before it is read whole (`error`: the UsageError to
     raise)."""

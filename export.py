@@ -76,8 +76,7 @@ class Classifier(tf.Module):
 
 
 def main(args):
-    if args.top_k < 1:
-        raise errors.UsageError(f"--top-k {args.top_k}: give at least 1")
+    errors.check_counts(args, "top_k")
     if os.path.exists(args.out_dir) and not args.overwrite:
         raise errors.UsageError(f"{args.out_dir} exists: pass --overwrite to replace it, or choose another OUT_DIR")
     alexnet.set_precision("float32")

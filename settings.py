@@ -17,7 +17,7 @@ import preprocessing
 import run_folder
 import sample_dataset
 import training
-from errors import CheckpointError, UsageError
+from errors import CheckpointError, UsageError, check_flag
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
@@ -175,9 +175,7 @@ def validate(settings, *, replicas, resumed):
         ("val-fraction", 0 < settings.val_fraction < 1, "in (0, 1)"),
     ]
     for flag, holds, bound in bounds:
-        if not holds:
-            value = getattr(settings, flag.replace("-", "_"))
-            raise UsageError(f"--{flag} {value} cannot work: it must be {bound}")
+        check_flag(flag, getattr(settings, flag.replace("-", "_")), holds, bound)
     if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in alexnet.PRECISIONS:
         raise UsageError(
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "

@@ -60,6 +60,7 @@ def get_args_parser():
 
 
 def main(args):
+    errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
     alexnet.set_precision(args.precision)
     checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
     model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)

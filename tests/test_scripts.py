@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import time
 
 import keras
@@ -161,6 +162,30 @@ def test_user_mistakes_are_one_line_errors(tiny_data, tmp_path, one_line_error):
     assert str(tmp_path / "none") in one_line_error(
         run_main("classify.py", "lussari.jpg", "--ckpt-dir", tmp_path / "none", cwd=tmp_path)
     )
+
+
+COUNT_FLAGS = [
+    (("test.py",), "--k-crops", 0),
+    (("test.py",), "--top-k", 0),
+    (("test.py",), "--batch-size", 0),
+    (("test.py",), "--limit", -5),
+    (("classify.py", "lussari.jpg"), "--top-k", 0),
+    (("classify.py", "lussari.jpg"), "--k-crops", -3),
+    (("export.py", "out"), "--top-k", 0),
+    (("data_reader.py", "--prepare", "ILSVRC2012", "out"), "--train-shards", 0),
+    (("data_reader.py", "--prepare", "ILSVRC2012", "out"), "--val-shards", -1),
+    (("data_reader.py", "--make-sample", "out"), "--train-per-class", 0),
+    (("data_reader.py", "--make-sample", "out"), "--val-per-class", -1),
+]
+
+
+@pytest.mark.parametrize(("command", "flag", "value"), COUNT_FLAGS)
+def test_counts_below_one_are_one_line_errors_before_anything_is_read(command, flag, value, tmp_path, one_line_error):
+    shutil.copy(os.path.join(ROOT, "lussari.jpg"), tmp_path)
+    (tmp_path / "ILSVRC2012").mkdir()
+    error = one_line_error(run_main(*command, flag, value, cwd=tmp_path))
+    assert error.endswith(f"{flag} {value} cannot work: it must be at least 1")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.slow
