@@ -46,7 +46,7 @@ import re
 import numpy as np
 import scipy.io
 
-from errors import DataError, check_counts, check_size, inside
+from errors import DataError, check_counts, check_size, check_writable, inside
 
 DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
@@ -437,9 +437,11 @@ def main(args):
     if args.prepare:
         check_counts(args, "train_shards", "val_shards")
         source_dir, out_dir = args.prepare
+        check_writable(out_dir, "OUT_DIR")
         prepared_shards.prepare(source_dir, out_dir, train_shards=args.train_shards, val_shards=args.val_shards)
     else:
         check_counts(args, "train_per_class", "val_per_class")
+        check_writable(args.make_sample, "--make-sample")
         sample_dataset.make_sample(
             args.make_sample, train_per_class=args.train_per_class, val_per_class=args.val_per_class, seed=args.seed
         )

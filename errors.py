@@ -1,5 +1,6 @@
-"""The errors a user meets, and how every script reports them: one line naming the path or value and the fix; and
-the two checks on files from elsewhere that every reader makes (size, and names that stay inside their folder).
+"""The errors a user meets, and how every script reports them: one line naming the path or value and the fix; the
+checks of flags every script makes before its work (counts, paths it will write); and the two checks on files from
+elsewhere that every reader makes (size, and names that stay inside their folder).
 
 A `UsageError` (a missing folder, a bad flag, a file not in the expected layout) ends a script with exit code 2
 before anything is written; a `RunError` (divergence, a full disk, a lost worker) stops a run that had started,
@@ -51,6 +52,21 @@ def check_counts(args, *names):
     for name in names:
         value = getattr(args, name)
         check_flag(name.replace("_", "-"), value, value is None or value >= 1, "at least 1")
+
+
+def check_writable(path, flag, kind="folder"):
+    """A UsageError naming `flag` when something stands where `path`, a `kind` ("folder" or "file") a script will
+    write, or one of its parent folders would be: checked before the work, so that none is lost at its end."""
+    wanted = os.path.abspath(path)
+    if kind == "file" and os.path.isdir(wanted):
+        raise UsageError(f"{flag} {path} is a folder: give a file's path, such as {os.path.join(path, 'results.json')}")
+    if kind == "folder" and os.path.exists(wanted) and not os.path.isdir(wanted):
+        raise UsageError(f"{flag} {path} is a file, not a folder: give another {flag}")
+    parent = os.path.dirname(wanted)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{flag} {path} cannot be written: {parent} is a file, not a folder; give another {flag}")
 
 
 def check_size(path, max_bytes, error, fix):

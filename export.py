@@ -77,6 +77,7 @@ class Classifier(tf.Module):
 
 def main(args):
     errors.check_counts(args, "top_k")
+    errors.check_writable(args.out_dir, "OUT_DIR")
     if os.path.exists(args.out_dir) and not args.overwrite:
         raise errors.UsageError(f"{args.out_dir} exists: pass --overwrite to replace it, or choose another OUT_DIR")
     alexnet.set_precision("float32")

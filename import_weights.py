@@ -53,6 +53,7 @@ def get_args_parser():
 
 def main(args):
     started = time.perf_counter()
+    errors.check_writable(args.ckpt_dir, "--ckpt-dir")
     classes = class_list(args)
     if run_folder.run_files(args.ckpt_dir) and not args.overwrite:
         raise errors.CheckpointError(

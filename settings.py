@@ -17,7 +17,7 @@ import preprocessing
 import run_folder
 import sample_dataset
 import training
-from errors import CheckpointError, UsageError, check_flag
+from errors import CheckpointError, UsageError, check_flag, check_writable
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
@@ -176,6 +176,8 @@ def validate(settings, *, replicas, resumed):
     ]
     for flag, holds, bound in bounds:
         check_flag(flag, getattr(settings, flag.replace("-", "_")), holds, bound)
+    check_writable(settings.ckpt_dir, "--ckpt-dir")
+    check_writable(settings.log_dir, "--log-dir")
     if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in alexnet.PRECISIONS:
         raise UsageError(
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "

@@ -8,6 +8,7 @@ import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
 import json
+import os
 
 import keras
 
@@ -55,12 +56,16 @@ def get_args_parser():
         default=alexnet.default_precision(),
         help="float32, or mixed precision with bf16 or fp16",
     )
-    parser.add_argument("--json", metavar="PATH", help="also write the results to this JSON file")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results to this JSON file (its folder made if missing)"
+    )
     return parser
 
 
 def main(args):
     errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
+    if args.json:
+        errors.check_writable(args.json, "--json", kind="file")
     alexnet.set_precision(args.precision)
     checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
     model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
@@ -77,6 +82,7 @@ def main(args):
     print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
     print(f"Top-{results['k']} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
 

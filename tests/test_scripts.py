@@ -61,14 +61,16 @@ def test_test_py_reports_top1_and_topk(trained, tiny_data):
     work, _, _ = trained
     result = run_script(
         "test.py",
-        *flags(data_dir=tiny_data, ckpt_dir=work / "ckpt", limit=12, k_crops=2, top_k=3, json=work / "results.json"),
+        *flags(
+            data_dir=tiny_data, ckpt_dir=work / "ckpt", limit=12, k_crops=2, top_k=3, json=work / "new" / "results.json"
+        ),
         cwd=work,
     )
     assert result.returncode == 0, result.stderr
     top1, topk = result.stdout.strip().splitlines()[-2:]
     assert re.fullmatch(r"Top-1 accuracy: \d+\.\d\d% error: \d+\.\d\d%", top1)
     assert re.fullmatch(r"Top-3 accuracy: \d+\.\d\d% error: \d+\.\d\d%", topk)
-    results = json.loads((work / "results.json").read_text())
+    results = json.loads((work / "new" / "results.json").read_text())  # its folder made
     assert results["images"] == 12 and results["k_crops"] == 2
     assert f"{100 * results['top1']:.2f}%" in top1 and results["topk"] >= results["top1"]
 
@@ -186,6 +188,31 @@ def test_counts_below_one_are_one_line_errors_before_anything_is_read(command, f
     error = one_line_error(run_main(*command, flag, value, cwd=tmp_path))
     assert error.endswith(f"{flag} {value} cannot work: it must be at least 1")
     assert not (tmp_path / "out").exists()
+
+
+BLOCKED_OUTPUTS = [
+    ("train.py", "-scratch", "--ckpt-dir", "a-file"),
+    ("train.py", "-scratch", "--ckpt-dir", "a-file/run"),
+    ("train.py", "-scratch", "--log-dir", "a-file"),
+    ("test.py", "--json", "a-file/results.json"),
+    ("test.py", "--json", "a-folder"),
+    ("export.py", "a-file", "--overwrite"),
+    ("data_reader.py", "--prepare", "ILSVRC2012", "a-file"),
+    ("data_reader.py", "--make-sample", "a-file/sample"),
+    ("import_weights.py", "bvlc_alexnet.npy", "--ckpt-dir", "a-file"),
+]
+
+
+@pytest.mark.parametrize("command", BLOCKED_OUTPUTS, ids=" ".join)
+def test_an_output_path_blocked_by_a_file_or_folder_is_a_one_line_error_before_the_work(
+    command, tmp_path, one_line_error
+):
+    (tmp_path / "a-file").write_text("kept")
+    (tmp_path / "a-folder").mkdir()
+    error = one_line_error(run_main(*command, cwd=tmp_path))
+    blocked = next(arg for arg in command if arg.startswith("a-"))
+    assert blocked in error and ("is a file" in error or "is a folder" in error), error
+    assert (tmp_path / "a-file").read_text() == "kept" and not any((tmp_path / "a-folder").iterdir())
 
 
 @pytest.mark.slow
