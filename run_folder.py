@@ -41,6 +41,7 @@ CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
 LOCK_NAME = "train.lock"
 KEEP_CHECKPOINTS = 3  # ours
+SAVED_MODEL_FILE = "saved_model.pb"  # what export.py writes: a SavedModel folder, mistaken for a run
 
 
 class DivergedError(RunError):
@@ -145,6 +146,11 @@ def latest_checkpoint(ckpt_dir):
     a checkpoint."""
     config_path(ckpt_dir)
     path = tf.train.latest_checkpoint(ckpt_dir)
+    if path is None and os.path.exists(os.path.join(ckpt_dir, SAVED_MODEL_FILE)):
+        raise CheckpointError(
+            f"{ckpt_dir} is a SavedModel written by export.py, not a run folder: pass the run it was exported from "
+            "as --ckpt-dir, or load it with tf.saved_model.load (README, Serve it)"
+        )
     if path is None:
         raise CheckpointError(
             f"no checkpoint in {ckpt_dir}: the run saved none yet; "

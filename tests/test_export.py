@@ -80,7 +80,7 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
 
 
 @pytest.mark.slow
-def test_saved_model_cli_shows_the_documented_signature(one_step_run, tmp_path):
+def test_saved_model_cli_shows_the_documented_signature_and_is_no_run_folder(one_step_run, tmp_path, one_line_error):
     result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
     assert result.returncode == 0, result.stderr
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -92,6 +92,8 @@ def test_saved_model_cli_shows_the_documented_signature(one_step_run, tmp_path):
     dtypes = {"classes": "DT_INT32", "names": "DT_STRING", "scores": "DT_FLOAT", "wnids": "DT_STRING"}
     for name, dtype in dtypes.items():
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: \(-1, 3\)", outputs), name
+    mistaken = run_main("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", tmp_path / "out")
+    assert "is a SavedModel written by export.py, not a run folder" in one_line_error(mistaken)
 
 
 def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_path, one_line_error):
