@@ -8,6 +8,7 @@ script reads; from other programs, as Keras applications are used:
     alexnet.decode_predictions(probabilities, "ckpt-alexnet")  # [[(wnid, words, score), ...], ...]
 """
 
+import itertools
 import os
 
 import keras
@@ -74,6 +75,9 @@ class LocalResponseNormalization(layers.Layer):
             return fused_local_response_normalization(inputs, **self.constants)
         normalized = tf.nn.local_response_normalization(tf.cast(inputs, tf.float32), **self.constants)
         return tf.cast(normalized, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
 
     def get_config(self):
         return {**super().get_config(), **self.constants}
@@ -316,14 +320,20 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
             the features one fine-tunes elsewhere.
         weights: None (random, the paper's initialisation) or a run folder (ours, or one of import_weights.py),
             whose architecture, classes and weights the model takes; its input is what `preprocess_input` makes.
+            "imagenet" (nothing is downloaded) is refused with how to import the published weights.
         input_shape: (height, width, 3); only without the top may it differ from the run's input (at least 63 pixels
-            for ours, 67 for Caffe's).
+            for ours, 67 for Caffe's; a smaller one is refused naming the smallest).
         pooling: without the top: None (pool5's maps), "avg" or "max" (a vector of 256 features).
         classes: fc8's size without `weights`; with them the run's (any other value is refused).
         classifier_activation: applied to fc8's logits ("softmax"; None for the logits).
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f'pooling must be None, "avg" or "max", not {pooling!r}')
+    if weights == "imagenet" and not os.path.isdir(weights):
+        raise ValueError(
+            'weights="imagenet": nothing is downloaded here; import the published BVLC weights once with '
+            '`python import_weights.py bvlc_alexnet.npy` and pass weights="ckpt-bvlc" (README, Pretrained weights)'
+        )
     if weights is None:
         full = alexnet(num_classes=classes)
     else:
@@ -334,6 +344,12 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
     input_shape = tuple(input_shape or run_input)
     if include_top and input_shape != run_input:
         raise ValueError(f"with include_top, the input must be the run's {run_input}, not {input_shape}")
+    if not include_top:
+        smallest = _smallest_side(full.layers[1 : [layer.name for layer in full.layers].index("pool5") + 1])
+        if any(side is not None and side < smallest for side in input_shape[:2]):
+            raise ValueError(
+                f"input_shape {input_shape} leaves pool5 no maps: give at least {smallest}x{smallest} pixels"
+            )
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     for layer in full.layers[1:]:  # the network is a chain: its layers, weights included, applied to `inputs`
@@ -349,13 +365,32 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
     return keras.Model(inputs, x, name=name)
 
 
+def _smallest_side(feature_layers):
+    """The side of the smallest square input that `feature_layers` (pad1 to pool5) leave at least one map of, by
+    their own shape arithmetic: Keras says only that some pooling's output would be empty."""
+    for side in itertools.count(1):
+        shape = (None, side, side, 3)
+        try:
+            for layer in feature_layers:
+                shape = layer.compute_output_shape(shape)
+        except ValueError:
+            continue
+        return side
+
+
 def preprocess_input(images, config):
     """A batch of decoded RGB images (N, height, width, 3) on the 0..255 scale, as the run of `config` (its dict, or
     its run folder) evaluates them with centre crops (test.py --crops center): (N, crop, crop, 3), float32."""
     spec = preprocessing.from_config(_config_of(config))
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4 or images.shape[-1] != 3:
+        raise ValueError(
+            f"images of shape {tuple(images.shape)}: give a batch (N, height, width, 3) of RGB images; "
+            'PIL\'s Image.convert("RGB") makes grayscale, RGBA and CMYK ones RGB'
+        )
     return tf.map_fn(
         lambda image: preprocessing.image_crops(image, spec, "center", 1, None)[0],
-        tf.convert_to_tensor(images),
+        images,
         fn_output_signature=tf.TensorSpec([spec.crop_size, spec.crop_size, 3], tf.float32),
     )
 

@@ -1,6 +1,7 @@
 """Using a run from other programs: the Keras-applications API, and the SavedModel of export.py, which a process
 that does not import this project loads and which answers as classify.py does."""
 
+import functools
 import json
 import os
 import re
@@ -132,6 +133,24 @@ def test_alexnet_without_top_gives_features_of_each_pooling(one_step_run):
     assert alexnet.AlexNet(include_top=False, input_shape=(300, 300, 3)).output_shape == (None, 8, 8, 256)
     with pytest.raises(ValueError, match="with include_top, the input must be the run's"):
         alexnet.AlexNet(input_shape=(300, 300, 3))
+
+
+@pytest.mark.parametrize(("architecture", "smallest"), [({}, 63), (alexnet.CAFFE_BVLC, 67)])
+def test_alexnet_without_top_names_its_smallest_input(architecture, smallest, monkeypatch):
+    monkeypatch.setattr(alexnet, "alexnet", functools.partial(alexnet.alexnet, **architecture))  # as a run would
+    features = alexnet.AlexNet(include_top=False, input_shape=(smallest, smallest + 32, 3))
+    assert features.output_shape == (None, 1, 2, 256)
+    assert alexnet.AlexNet(include_top=False, input_shape=(None, None, 3), pooling="max").output_shape == (None, 256)
+    with pytest.raises(ValueError, match=f"give at least {smallest}x{smallest} pixels"):
+        alexnet.AlexNet(include_top=False, input_shape=(smallest + 32, smallest - 1, 3))
+
+
+def test_the_python_api_names_what_a_caller_got_wrong(one_step_run):
+    with pytest.raises(ValueError, match="import_weights.py bvlc_alexnet.npy"):
+        alexnet.AlexNet(weights="imagenet")
+    for shape in ((1, 60, 80), (1, 60, 80, 4), (60, 80, 3)):
+        with pytest.raises(ValueError, match=r"give a batch \(N, height, width, 3\) of RGB images"):
+            alexnet.preprocess_input(np.zeros(shape, np.uint8), str(one_step_run))
 
 
 def test_preprocess_input_is_the_run_s_centre_crop_and_decode_predictions_names_the_best(one_step_run, tmp_path):
