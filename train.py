@@ -151,7 +151,13 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
                 f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images "
                 "and labels in another order, so the epoch it resumes in may repeat or skip some images"
             )
-            config.update(layout=train_split.layout, unreadable=unreadable_images(data_dir, train_split, val_split))
+            config.update(
+                layout=train_split.layout,
+                unreadable=unreadable_images(data_dir, train_split, val_split),
+                images=image_counts(train_split, val_split),
+            )
+        else:
+            say_what_changed(config, data_dir, image_counts(train_split, val_split))
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable["train"])
@@ -183,9 +189,34 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
         "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
+        "images": image_counts(train_split, val_split),
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,
     }
+
+
+def image_counts(train_split, val_split):
+    """The images the run's two sets hold, unreadable ones included: config.json keeps them to tell a resume whether
+    the sets changed since."""
+    return {"train": train_split.num_images, "val": val_split.num_images}
+
+
+def say_what_changed(config, data_dir, counts):
+    """Says, at -resume, which of the run's image sets has another number of images than when the run started (runs
+    from before config.json kept the numbers are not checked)."""
+    started = config.get("images", counts)
+    if counts["train"] != started["train"]:
+        steps = config["settings"]["steps_per_epoch"]
+        print(
+            f"The training set in {data_dir} has {counts['train']} images, {started['train']} when the run started: "
+            f"its epochs keep {steps} step(s), and the epoch it resumes in may repeat or skip some images "
+            "(-scratch starts a run on the set as it is)"
+        )
+    if counts["val"] != started["val"]:
+        print(
+            f"The validation set in {data_dir} has {counts['val']} images, {started['val']} when the run started: "
+            "its validation figures no longer compare with the earlier epochs'"
+        )
 
 
 def unreadable_images(data_dir, train_split, val_split):

@@ -14,6 +14,7 @@ import data_reader
 import input_pipeline
 import preprocessing
 import sample_dataset
+import train
 from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_main, run_script, write_image_kinds
 
 
@@ -127,3 +128,30 @@ def test_bad_devkit_files_are_one_line_errors(tiny_data, tmp_path, one_line_erro
     assert "no training images for n09193705 (alp)" in one_line_error(run_main(*train))
     first_class.rmdir()
     assert "no training images for n09193705 (alp)" in one_line_error(run_main(*train))
+
+
+@pytest.mark.slow
+def test_a_resume_says_which_set_gained_or_lost_images_since_the_run_started(tiny_data, one_step_run, tmp_path):
+    data = devkit_copy(tiny_data, tmp_path)
+    for image in sorted((data / data_reader.TRAIN_DIR / sample_dataset.LEAVES[0][0]).iterdir())[:2]:
+        image.unlink()
+    folders = ("--data-dir", data, "--ckpt-dir", one_step_run, "--log-dir", tmp_path / "logs")
+    resumed = run_main("train.py", "-resume", *folders, "--epochs", 2, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"The training set in {data} has 38 images, 40 when the run started: its epochs keep 1 step(s)" in (
+        resumed.stdout
+    )
+    assert "validation set" not in resumed.stdout
+    assert json.loads((one_step_run / "config.json").read_text())["images"] == {"train": 40, "val": 20}
+
+
+def test_say_what_changed_names_each_set_whose_size_changed(capsys):
+    config = {"images": {"train": 40, "val": 20}, "settings": {"steps_per_epoch": 5}}
+    train.say_what_changed(config, "photos", {"train": 40, "val": 20})
+    assert capsys.readouterr().out == ""
+    train.say_what_changed(config, "photos", {"train": 41, "val": 19})
+    said = capsys.readouterr().out.splitlines()
+    assert said[0].startswith("The training set in photos has 41 images, 40 when the run started: its epochs keep 5")
+    assert said[1].startswith("The validation set in photos has 19 images, 20 when the run started")
+    train.say_what_changed({"settings": {"steps_per_epoch": 5}}, "photos", {"train": 41, "val": 19})
+    assert capsys.readouterr().out == ""  # a run from before config.json kept the numbers

@@ -53,6 +53,7 @@ def test_resume_continues_at_the_saved_step(trained):
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"^Resuming from \S+ckpt-5 at step 5 \(epoch 2\)$", resumed.stdout, re.M), resumed.stdout
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
+    assert "when the run started" not in resumed.stdout  # the sets did not change
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
 
 
