@@ -10,6 +10,7 @@ with exit code 1 and the latest complete checkpoint named.
 import contextlib
 import os
 import pathlib
+import signal
 
 
 class UsageError(Exception):
@@ -29,15 +30,29 @@ class RunError(Exception):
     Exit code 1."""
 
 
+class Stopped(Exception):
+    """A run stopped as asked by a signal (SIGINT from Ctrl-C, SIGTERM), its state saved. Exit code 128 + the
+    signal's number, as a shell reports a process that the signal ended, so that a scheduler sees it unfinished."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.signum = signum
+
+
 @contextlib.contextmanager
 def reported(parser):
-    """Runs a script's main: a UsageError or RunError becomes one line on the standard error and an exit code."""
+    """Runs a script's main: a UsageError, RunError or Stopped becomes one line on the standard error and an exit
+    code; so does Ctrl-C outside training (exit code 130, the shell's)."""
     try:
         yield
     except UsageError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     except RunError as error:
         parser.exit(1, f"\n{parser.prog}: error: {error}\n")
+    except Stopped as stop:
+        parser.exit(128 + stop.signum, f"\n{parser.prog}: {stop}\n")
+    except KeyboardInterrupt:
+        parser.exit(128 + signal.SIGINT, f"\n{parser.prog}: interrupted (Ctrl-C)\n")
 
 
 def check_flag(flag, value, holds, bound):

@@ -22,7 +22,9 @@ import json
 import math
 import os
 import shutil
+import signal
 import tempfile
+import threading
 import zlib
 
 import keras
@@ -30,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 import preprocessing
-from errors import CheckpointError, RunError, check_size
+from errors import CheckpointError, RunError, Stopped, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 CONFIG_NAME = "config.json"
@@ -322,6 +324,60 @@ class Checkpointer(keras.callbacks.Callback):
                 f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
                 f"({type(error).__name__}): free space, then {then}"
             ) from None
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Stops the run as asked by SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler's preemption), its state saved by
+    the `checkpointer`: after the current call of the training step, as a checkpoint of the step reached; asked during
+    an epoch's last call, once the epoch has ended (validation, plateau rule, its checkpoint), so that resuming
+    finds the epoch whole. After the first signal the default handlers are back: a second one stops at once. After
+    the callbacks of the epoch's end."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, checkpointer):
+        super().__init__()
+        self.checkpointer, self.signum = checkpointer, None
+
+    @contextlib.contextmanager
+    def listening(self):
+        """The handlers, while the run trains (only the main thread may install them; a run in another thread, as
+        the tests run scripts, keeps the default ones)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {signum: signal.signal(signum, self.ask) for signum in self.SIGNALS}
+        try:
+            yield
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+
+    def ask(self, signum, frame):
+        # Python runs a handler between any two bytecodes of the main thread, even inside a print: it only notes.
+        self.signum = signum
+        for each in self.SIGNALS:
+            signal.signal(each, signal.SIG_DFL)
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.checkpointer.current_step() if self.signum else None
+        if step is not None and step < self.checkpointer.epoch_start + self.params["steps"]:
+            self.checkpointer.save(step)
+            self.stop(step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.stop_training = self.model.stop_training or bool(self.signum)  # Keras ends the epoch, then fit
+
+    def on_train_end(self, logs=None):
+        if self.signum:
+            self.stop(self.checkpointer.current_step())
+
+    def stop(self, step):
+        raise Stopped(
+            f"stopped by {signal.Signals(self.signum).name} at step {step}, saved as "
+            f"{self.checkpointer.manager.latest_checkpoint}: continue with -resume",
+            self.signum,
+        )
 
 
 def worker_scratch(ckpt_dir, task_type, task_id):

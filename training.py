@@ -242,13 +242,16 @@ def transfer_weights(model, source_dir, classes):
 
 
 def callbacks(*, config, plateau, manager, log_dir):
-    """train.py's callbacks, in order: the plateau rule before the epoch's checkpoint, which must save its memory."""
+    """train.py's callbacks, in order: the plateau rule before the epoch's checkpoint, which must save its memory;
+    a stop asked by a signal after everything of the epoch's end."""
     settings = config["settings"]
+    checkpointer = run_folder.Checkpointer(manager, save_every=settings["save_every"])
     return [
         plateau,
         ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
-        run_folder.Checkpointer(manager, save_every=settings["save_every"]),
+        checkpointer,
         EpochTensorBoard(log_dir),
+        run_folder.StopOnSignal(checkpointer),
     ]
 
 
@@ -290,40 +293,42 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
         .with_options(options)
     )
     epoch_callbacks = callbacks(config=config, plateau=plateau, manager=manager, log_dir=log_dir)
+    stop_on_signal = next(each for each in epoch_callbacks if isinstance(each, run_folder.StopOnSignal))
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
-    for first, last, skip in phases:
-        if first == last:
-            continue
-        train = strategy.distribute_datasets_from_function(
-            lambda context, first=first, last=last, skip=skip: input_pipeline.train_dataset(
-                train_split,
-                spec=preprocessing.from_config(config),
-                batch_size=batch_size,
-                steps_per_epoch=steps_per_epoch,
-                first_epoch=first,
-                epochs=last,
-                augment=settings["augment"],
-                seed=settings["seed"],
-                skip_batches=skip,
-                pipeline=context.input_pipeline_id,
-                pipelines=context.num_input_pipelines,
-                replica_batch_size=context.get_per_replica_batch_size(batch_size),
-                deterministic=settings["deterministic"],
-            )
-        )
-        try:
-            with input_pipeline.as_prepared(train_split):  # val_split is read from the same folder
-                model.fit(
-                    train,
-                    initial_epoch=first,
+    with stop_on_signal.listening():
+        for first, last, skip in phases:
+            if first == last:
+                continue
+            train = strategy.distribute_datasets_from_function(
+                lambda context, first=first, last=last, skip=skip: input_pipeline.train_dataset(
+                    train_split,
+                    spec=preprocessing.from_config(config),
+                    batch_size=batch_size,
+                    steps_per_epoch=steps_per_epoch,
+                    first_epoch=first,
                     epochs=last,
-                    steps_per_epoch=steps_per_epoch - skip,
-                    validation_data=val,
-                    callbacks=epoch_callbacks,
-                    shuffle=False,
+                    augment=settings["augment"],
+                    seed=settings["seed"],
+                    skip_batches=skip,
+                    pipeline=context.input_pipeline_id,
+                    pipelines=context.num_input_pipelines,
+                    replica_batch_size=context.get_per_replica_batch_size(batch_size),
+                    deterministic=settings["deterministic"],
                 )
-        except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
-            raise RunError(
-                f"a worker of the cluster stopped or cannot be reached ({type(error).__name__}): start "
-                "all workers again with -resume"
-            ) from None
+            )
+            try:
+                with input_pipeline.as_prepared(train_split):  # val_split is read from the same folder
+                    model.fit(
+                        train,
+                        initial_epoch=first,
+                        epochs=last,
+                        steps_per_epoch=steps_per_epoch - skip,
+                        validation_data=val,
+                        callbacks=epoch_callbacks,
+                        shuffle=False,
+                    )
+            except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone
+                raise RunError(
+                    f"a worker of the cluster stopped or cannot be reached ({type(error).__name__}): start "
+                    "all workers again with -resume"
+                ) from None

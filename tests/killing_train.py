@@ -1,8 +1,10 @@
-"""train.py, killed with SIGKILL by itself at a moment the test chooses by step, the same on any hardware:
+"""train.py, killed with SIGKILL by itself at a moment the test chooses by step, the same on any hardware, or sent
+another signal once at such a moment:
 
 KILL_AT=before-step:4 python tests/killing_train.py -scratch ...   killed when step 3 is done, before step 4 runs
 KILL_AT=saving:6 python tests/killing_train.py -resume ...        killed in the middle of saving checkpoint 6:
                                                                   its files written, the index not yet naming it
+KILL_AT=SIGTERM-before-step:8 python tests/killing_train.py ...   sent SIGTERM when step 7 is done, before step 8
 """
 
 import os
@@ -19,25 +21,27 @@ import tensorflow as tf  # noqa: E402
 import training  # noqa: E402
 
 
-def killed():
-    os.kill(os.getpid(), signal.SIGKILL)
+def killed(signum=signal.SIGKILL):
+    os.kill(os.getpid(), signum)
 
 
 class KillBeforeStep(keras.callbacks.Callback):
-    def __init__(self, step):
+    def __init__(self, step, signum):
         super().__init__()
-        self.step = step
+        self.step, self.signum, self.sent = step, signum, False
 
     def on_train_batch_begin(self, batch, logs=None):
-        if int(self.model.optimizer.iterations.numpy()) >= self.step - 1:
-            killed()
+        if not self.sent and int(self.model.optimizer.iterations.numpy()) >= self.step - 1:
+            self.sent = True
+            killed(self.signum)
 
 
 def main():
     moment, step = os.environ["KILL_AT"].split(":")
-    if moment == "before-step":
+    if moment.endswith("before-step"):
+        signum = signal.Signals[moment.removesuffix("-before-step")] if moment != "before-step" else signal.SIGKILL
         train_callbacks = training.callbacks
-        training.callbacks = lambda **kwargs: [*train_callbacks(**kwargs), KillBeforeStep(int(step))]
+        training.callbacks = lambda **kwargs: [*train_callbacks(**kwargs), KillBeforeStep(int(step), signum)]
     else:
         record_state = tf.train.CheckpointManager._record_state
 

@@ -2,6 +2,7 @@
 
 import fcntl
 import json
+import argparse
 import os
 import re
 import shutil
@@ -125,8 +126,9 @@ def saved_step(ckpt):
     return latest and int(latest.rsplit("-", 1)[1])
 
 
-def killed_run(kill_at, *train_args, cwd):
-    """train.py killed with SIGKILL at `kill_at` (see killing_train.py); returns its standard output."""
+def killed_run(kill_at, *train_args, cwd, returncode=-signal.SIGKILL):
+    """train.py killed with SIGKILL, or sent another signal, at `kill_at` (see killing_train.py), ending with
+    `returncode`; returns the CompletedProcess."""
     result = subprocess.run(
         script_command(os.path.join("tests", "killing_train.py"), *train_args),
         cwd=cwd,
@@ -135,8 +137,8 @@ def killed_run(kill_at, *train_args, cwd):
         text=True,
         timeout=600,
     )
-    assert result.returncode == -signal.SIGKILL, (kill_at, result.stdout, result.stderr)
-    return result.stdout
+    assert result.returncode == returncode, (kill_at, result.stdout, result.stderr)
+    return result
 
 
 def assert_resumed_at(stdout, step):
@@ -144,8 +146,8 @@ def assert_resumed_at(stdout, step):
 
 
 @pytest.mark.slow
-def test_killed_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_path):
-    settings = ("--epochs", 2, "--batch-size", 8, "--save-every", 2, "--deterministic")
+def test_killed_twice_stopped_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_path):
+    settings = ("--epochs", 3, "--batch-size", 8, "--save-every", 2, "--lr", 0.001, "--deterministic")
     straight = run_script(
         "train.py",
         "-scratch",
@@ -159,13 +161,28 @@ def test_killed_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_pat
     folders = ("--data-dir", tiny_data, "--ckpt-dir", ckpt, "--log-dir", tmp_path / "killed-logs")
     killed_run("before-step:4", "-scratch", *settings, *folders, cwd=tmp_path)  # step 3 done, lost
     assert saved_step(ckpt) == 2
-    assert_resumed_at(killed_run("saving:6", "-resume", *folders, cwd=tmp_path), 2)  # in the middle of a save
+    assert_resumed_at(killed_run("saving:6", "-resume", *folders, cwd=tmp_path).stdout, 2)  # in the middle of a save
     assert saved_step(ckpt) == 5  # the epoch's end; checkpoint 6 was written but never named in the index
+
+    # SIGTERM before step 7: step 7 ends the run with a checkpoint of its own, off the --save-every grid
+    stopped = killed_run("SIGTERM-before-step:7", "-resume", *folders, cwd=tmp_path, returncode=128 + signal.SIGTERM)
+    assert_resumed_at(stopped.stdout, 5)
+    assert stopped.stderr.strip().endswith(
+        f"train.py: stopped by SIGTERM at step 7, saved as {ckpt}/ckpt-7: continue with -resume"
+    )
+    assert saved_step(ckpt) == 7
+    # Ctrl-C during an epoch's last call: the epoch ends first (validation, plateau rule, checkpoint)
+    interrupted = killed_run("SIGINT-before-step:10", "-resume", *folders, cwd=tmp_path, returncode=128 + signal.SIGINT)
+    assert_resumed_at(interrupted.stdout, 7)
+    assert "val_loss" in interrupted.stdout and "stopped by SIGINT at step 10" in interrupted.stderr
+    assert saved_step(ckpt) == 10
+
     finished = run_script("train.py", "-resume", *folders, cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
-    assert_resumed_at(finished.stdout, 5)
+    assert_resumed_at(finished.stdout, 10)
+    assert "Epoch 3/3" in finished.stdout and "Epoch 2/3" not in finished.stdout
 
-    assert saved_step(ckpt) == 10
+    assert saved_step(ckpt) == 15
     straight_model, _ = alexnet.load_trained(str(tmp_path / "straight"))
     resumed_model, _ = alexnet.load_trained(str(ckpt))
     difference = max(np.abs(a - b).max() for a, b in zip(straight_model.get_weights(), resumed_model.get_weights()))
@@ -296,3 +313,21 @@ def test_resume_refuses_imported_weights(tiny_data, one_step_run, one_line_error
     path.write_text(json.dumps({**json.loads(path.read_text()), "settings": None, "source": {"weights": "w.npy"}}))
     result = run_main("train.py", "-resume", *flags(data_dir=tiny_data, ckpt_dir=one_step_run))
     assert "holds weights imported from w.npy, not a run of train.py" in one_line_error(result)
+
+
+def test_a_signal_is_noted_once_and_a_second_one_stops_at_once():
+    stop = run_folder.StopOnSignal(checkpointer=None)
+    before = {signum: signal.getsignal(signum) for signum in run_folder.StopOnSignal.SIGNALS}
+    with stop.listening():
+        assert signal.getsignal(signal.SIGTERM) == stop.ask
+        os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next line
+        assert stop.signum == signal.SIGTERM
+        assert all(signal.getsignal(signum) == signal.SIG_DFL for signum in run_folder.StopOnSignal.SIGNALS)
+    assert {signum: signal.getsignal(signum) for signum in run_folder.StopOnSignal.SIGNALS} == before
+
+
+def test_ctrl_c_outside_training_is_one_line_and_the_shell_s_exit_code(capsys):
+    parser = argparse.ArgumentParser(prog="test.py")
+    with pytest.raises(SystemExit) as exit, errors.reported(parser):
+        raise KeyboardInterrupt
+    assert exit.value.code == 130 and capsys.readouterr().err.strip() == "test.py: interrupted (Ctrl-C)"
