@@ -4,7 +4,8 @@ elsewhere that every reader makes (size, and names that stay inside their folder
 
 A `UsageError` (a missing folder, a bad flag, a file not in the expected layout) ends a script with exit code 2
 before anything is written; a `RunError` (divergence, a full disk, a lost worker) stops a run that had started,
-with exit code 1 and the latest complete checkpoint named.
+with exit code 1 and the latest complete checkpoint named; `Stopped` is a run stopped by Ctrl-C or SIGTERM, its
+state saved.
 """
 
 import contextlib

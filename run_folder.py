@@ -330,8 +330,8 @@ class StopOnSignal(keras.callbacks.Callback):
     """Stops the run as asked by SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler's preemption), its state saved by
     the `checkpointer`: after the current call of the training step, as a checkpoint of the step reached; asked during
     an epoch's last call, once the epoch has ended (validation, plateau rule, its checkpoint), so that resuming
-    finds the epoch whole. After the first signal the default handlers are back: a second one stops at once. After
-    the callbacks of the epoch's end."""
+    finds the epoch whole. After the first signal the default handlers are back: a second one stops at once. Placed
+    after the callbacks of the epoch's end (training.callbacks)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -360,13 +360,16 @@ class StopOnSignal(keras.callbacks.Callback):
             signal.signal(each, signal.SIG_DFL)
 
     def on_train_batch_end(self, batch, logs=None):
-        step = self.checkpointer.current_step() if self.signum else None
-        if step is not None and step < self.checkpointer.epoch_start + self.params["steps"]:
+        if not self.signum:
+            return
+        step = self.checkpointer.current_step()
+        if step < self.checkpointer.epoch_start + self.params["steps"]:  # not the epoch's last call
             self.checkpointer.save(step)
             self.stop(step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model.stop_training = self.model.stop_training or bool(self.signum)  # Keras ends the epoch, then fit
+        if self.signum:
+            self.model.stop_training = True  # Keras lets the epoch's callbacks run, then ends fit
 
     def on_train_end(self, logs=None):
         if self.signum:
