@@ -1,4 +1,4 @@
-"""Classifies one image with a trained AlexNet: the top-k classes and their scores, the softmax averaged over crops.
+"""Classifies images with a trained AlexNet: the top-k classes and their scores, the softmax averaged over crops.
 
 python classify.py lussari.jpg
 """
@@ -6,6 +6,7 @@ python classify.py lussari.jpg
 import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
 
 import argparse
+import sys
 
 import numpy as np
 
@@ -24,7 +25,12 @@ def get_args_parser():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    parser.add_argument("image", help="image file: JPEG, PNG, GIF, BMP, or anything else Pillow reads")
+    parser.add_argument(
+        "images",
+        nargs="+",
+        metavar="IMAGE",
+        help="image files: JPEG, PNG, GIF, BMP, or anything else Pillow reads; with several, each under its path",
+    )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes to print")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged")
@@ -41,13 +47,28 @@ def get_args_parser():
 def main(args):
     errors.check_counts(args, "top_k", "k_crops")
     model, config = alexnet.load_trained(args.ckpt_dir)
-    crops = preprocessing.load_image_crops(
-        args.image, preprocessing.from_config(config), args.crops, args.k_crops, args.seed
-    )
-    probabilities = alexnet.crop_averaging(model, crops.shape[0]).predict(crops[None], verbose=0)[0]
-    print("AlexNet saw:")
-    for index in np.argsort(probabilities)[::-1][: args.top_k]:
-        print(f"{config['classes'][index]['words']} - score: {probabilities[index]:.12g}")
+    averaged = alexnet.crop_averaging(model, preprocessing.crops_per_image(args.crops, args.k_crops))
+    several = len(args.images) > 1
+    unreadable = []
+    for number, path in enumerate(args.images):
+        try:
+            crops = preprocessing.load_image_crops(
+                path, preprocessing.from_config(config), args.crops, args.k_crops, args.seed
+            )
+        except errors.DataError as error:
+            if not several:
+                raise
+            print(f"classify.py: skipped: {error}", file=sys.stderr)
+            unreadable.append(path)
+            continue
+        probabilities = averaged.predict(crops[None], verbose=0)[0]
+        if several:
+            print(("\n" if number else "") + path)
+        print("AlexNet saw:")
+        for index in np.argsort(probabilities)[::-1][: args.top_k]:
+            print(f"{config['classes'][index]['words']} - score: {probabilities[index]:.12g}")
+    if unreadable:
+        raise errors.DataError(f"{len(unreadable)} of {len(args.images)} images could not be read (named above)")
 
 
 if __name__ == "__main__":

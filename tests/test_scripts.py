@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 import alexnet
 import preprocessing
@@ -91,6 +92,26 @@ def test_classify_prints_what_alexnet_saw(trained):
         assert words in names
         scores.append(float(score))
     assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+
+
+@pytest.mark.slow
+def test_classify_takes_several_images_and_names_the_unreadable_ones(trained, tmp_path):
+    work, _, _ = trained
+    colour, gray, broken = tmp_path / "colour.jpg", tmp_path / "gray.png", tmp_path / "broken.jpg"
+    shutil.copy(os.path.join(ROOT, "lussari.jpg"), colour)
+    Image.open(colour).convert("L").save(gray)
+    broken.write_text("not an image")
+    ckpt = ("--ckpt-dir", work / "ckpt", "--crops", "center")
+    result = run_main("classify.py", colour, broken, gray, *ckpt, cwd=work)
+    assert result.returncode == 2, result.stderr
+    skipped, error = result.stderr.strip().splitlines()
+    assert skipped.startswith(f"classify.py: skipped: cannot read {broken} as an image")
+    assert error == "classify.py: error: 1 of 3 images could not be read (named above)"
+    blocks = [block.splitlines() for block in result.stdout.strip().split("\n\n")]
+    assert [block[0] for block in blocks] == [str(colour), str(gray)]
+    for image, block in zip((colour, gray), blocks):
+        alone = run_main("classify.py", image, *ckpt, cwd=work)
+        assert alone.returncode == 0 and alone.stdout.strip().splitlines() == block[1:]
 
 
 def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path, training_config):
