@@ -93,7 +93,8 @@ def write_saved_model(out_dir, classifier, config):
     complete; an existing `out_dir` is replaced only then."""
     with run_folder.staging_beside(out_dir, "the SavedModel") as staging:
         tf.saved_model.save(classifier, staging, signatures={SIGNATURE: classifier.classify})
-        run_folder.save_config(staging, config)
+        # the folder the run was trained on is a path of this machine: a model to share goes without it
+        run_folder.save_config(staging, {key: value for key, value in config.items() if key != "data_dir"})
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

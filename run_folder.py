@@ -4,7 +4,8 @@
         config.json                  the run: architecture, classes (WNID, words; fc8's order), preprocessing
                                      (sizes, resize rule, channel order, mean), settings (null for imported
                                      weights, with their "source"), the unreadable images found at -scratch, the
-                                     data layout and the number of images in each set; versioned
+                                     data layout, its dataset folder and the number of images in each set;
+                                     versioned
         checkpoint                   TensorFlow's index: names only complete checkpoints
         ckpt-1000.index, ckpt-1000.data-00000-of-00001 ...   weights, momentum, step, learning rate, plateau
                                      memory, dropout RNG; the last KEEP_CHECKPOINTS are kept

@@ -50,9 +50,14 @@ META_FIELDS = (
 )  # the devkit's, all of them
 
 
-def data_dir_for(data_dir, sample):
-    """The dataset folder a script reads: with `sample`, the sample (in SAMPLE_DIR unless `data_dir` names another
-    folder than the default), generated on first use, into a missing or empty folder only."""
+def data_dir_for(data_dir, sample, run=None):
+    """The dataset folder a script reads: `data_dir` as given; not given (None), the one the `run` (its config) was
+    trained on, which config.json keeps (imported runs and runs from before it did not: ILSVRC2012); with `sample`,
+    the sample (in SAMPLE_DIR unless `data_dir` names another folder than the default), generated on first use, into
+    a missing or empty folder only."""
+    if data_dir is None and not sample and run is not None:
+        data_dir = run.get("data_dir")
+    data_dir = data_dir or data_reader.DATA_DIR
     if not sample:
         return data_reader.existing_data_dir(data_dir)
     if data_dir == data_reader.DATA_DIR:

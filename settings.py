@@ -69,7 +69,7 @@ class Settings:
     """Everything a train.py run does; the run settings (RUN_DEFAULTS' names) go to config.json."""
 
     mode: str  # "scratch" or "resume"
-    data_dir: str  # as given: sample_dataset.data_dir_for resolves --sample's
+    data_dir: str | None  # as given (None: not given): sample_dataset.data_dir_for resolves it
     sample: bool
     ckpt_dir: str
     log_dir: str
@@ -200,9 +200,8 @@ def add_arguments(parser):
     """train.py's flags; the run settings default to None, so that resolve() tells given from default."""
     parser.add_argument(
         "--data-dir",
-        default=data_reader.DATA_DIR,
-        help=f"ILSVRC2012 folder, a folder of your own classes, or prepared shards (default: {data_reader.DATA_DIR}; "
-        f"{sample_dataset.SAMPLE_DIR} with --sample)",
+        help="ILSVRC2012 folder, a folder of your own classes, or prepared shards (default: -resume's the run's own, "
+        f"-scratch's {data_reader.DATA_DIR}; {sample_dataset.SAMPLE_DIR} with --sample)",
     )
     parser.add_argument(
         "--sample",

@@ -34,9 +34,8 @@ def get_args_parser():
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument(
         "--data-dir",
-        default=data_reader.DATA_DIR,
-        help=f"ILSVRC2012 folder, a folder of your own classes, or prepared shards ({sample_dataset.SAMPLE_DIR} "
-        "with --sample)",
+        help="ILSVRC2012 folder, a folder of your own classes, or prepared shards (default: the run's own, else "
+        f"{data_reader.DATA_DIR}; {sample_dataset.SAMPLE_DIR} with --sample)",
     )
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
     parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
@@ -69,10 +68,11 @@ def main(args):
     alexnet.set_precision(args.precision)
     checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
     model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
-    split = validation_set(args, config)
+    data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample, run=config)
+    split = validation_set(args, config, data_dir)
     unreadable = input_pipeline.find_unreadable(split, "validation images")
     results = {
-        **evaluate(model, config, split.without(unreadable), args),
+        **evaluate(model, config, split.without(unreadable), args, data_dir),
         "checkpoint": checkpoint,
         "images_total": split.num_images,
     }
@@ -87,10 +87,9 @@ def main(args):
             json.dump(results, f, indent=1)
 
 
-def validation_set(args, config):
-    """The validation images, labelled with the run's fc8 rows (the dataset's classes matched to the run's by
-    WNID)."""
-    data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample)
+def validation_set(args, config, data_dir):
+    """The validation images of `data_dir`, labelled with the run's fc8 rows (the dataset's classes matched to the
+    run's by WNID)."""
     synsets = data_reader.load_classes(data_dir)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     trained = config["settings"] or {}  # an imported run has none: read_split's defaults
@@ -98,10 +97,10 @@ def validation_set(args, config):
     return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
-def evaluate(model, config, split, args):
+def evaluate(model, config, split, args, data_dir):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
     if not split.num_images:
-        raise errors.DataError(f"no readable validation image in {args.data_dir}")
+        raise errors.DataError(f"no readable validation image in {data_dir}")
     k = preprocessing.crops_per_image(args.crops, args.k_crops)
     top_k = min(args.top_k, len(config["classes"]))  # of 3 classes, the top-5 would always hold the truth
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")

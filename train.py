@@ -57,7 +57,7 @@ def main(args):
         f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
         + ("" if strategy.extended.should_checkpoint else "; the chief writes the run")
     )
-    data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample)
+    data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample, run=saved)
     synsets = data_reader.load_classes(data_dir)
     wnids = [s.wnid for s in synsets]
     order = None if saved is None else run_folder.class_order(saved, wnids, settings.ckpt_dir, data_dir)
@@ -158,6 +158,7 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
             )
         else:
             say_what_changed(config, data_dir, image_counts(train_split, val_split))
+        config["data_dir"] = os.path.abspath(data_dir)
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable["train"])
@@ -189,6 +190,7 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
         "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
+        "data_dir": os.path.abspath(data_dir),
         "images": image_counts(train_split, val_split),
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,

@@ -24,10 +24,11 @@ TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images:
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    """A run of one epoch, then resumed for a second: (run folder, both processes)."""
+    """A run of one epoch, then resumed for a second, without --data-dir (the run's own): (run folder, both
+    processes)."""
     work = tmp_path_factory.mktemp("run")
-    folders = ("--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", "--log-dir", work / "logs")
-    scratch = run_script("train.py", "-scratch", *folders, *TINY_TRAIN, cwd=work)
+    folders = ("--ckpt-dir", work / "ckpt", "--log-dir", work / "logs")
+    scratch = run_script("train.py", "-scratch", "--data-dir", tiny_data, *folders, *TINY_TRAIN, cwd=work)
     resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=work)
     return work, scratch, resumed
 
@@ -53,6 +54,7 @@ def test_resume_continues_at_the_saved_step(trained):
     work, _, resumed = trained
     assert resumed.returncode == 0, resumed.stderr
     assert re.search(r"^Resuming from \S+ckpt-5 at step 5 \(epoch 2\)$", resumed.stdout, re.M), resumed.stdout
+    assert "Training on 40 images, validating on 20" in resumed.stdout  # the run's dataset, not ILSVRC2012
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
     assert "when the run started" not in resumed.stdout  # the sets did not change
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
@@ -63,9 +65,7 @@ def test_test_py_reports_top1_and_topk(trained, tiny_data):
     work, _, _ = trained
     result = run_script(
         "test.py",
-        *flags(
-            data_dir=tiny_data, ckpt_dir=work / "ckpt", limit=12, k_crops=2, top_k=3, json=work / "new" / "results.json"
-        ),
+        *flags(ckpt_dir=work / "ckpt", limit=12, k_crops=2, top_k=3, json=work / "new" / "results.json"),
         cwd=work,
     )
     assert result.returncode == 0, result.stderr
@@ -259,11 +259,18 @@ HELP_DEFAULTS = {
         "--weight-decay": training.WEIGHT_DECAY,
         "--dropout": alexnet.DROPOUT,
         "--ckpt-dir": run_folder.CKPT_DIR,
-        "--data-dir": "ILSVRC2012",
+        "--data-dir": "-resume's the run's own, -scratch's ILSVRC2012",
         "--save-every": settings.SAVE_EVERY,
         "--cpu-replicas": 2,
     },
-    "test.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--batch-size": 32, "--ckpt-dir": "ckpt-alexnet"},
+    "test.py": {
+        "--k-crops": 5,
+        "--crops": "random",
+        "--top-k": 5,
+        "--batch-size": 32,
+        "--ckpt-dir": "ckpt-alexnet",
+        "--data-dir": "the run's own, else ILSVRC2012",
+    },
     "classify.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--seed": 0},
     "data_reader.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
 }
