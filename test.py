@@ -71,8 +71,10 @@ def main(args):
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample, run=config)
     split = validation_set(args, config, data_dir)
     unreadable = input_pipeline.find_unreadable(split, "validation images")
+    if split.num_images == len(unreadable):
+        raise errors.DataError(f"no readable validation image in {data_dir}")
     results = {
-        **evaluate(model, config, split.without(unreadable), args, data_dir),
+        **evaluate(model, config, split.without(unreadable), args),
         "checkpoint": checkpoint,
         "images_total": split.num_images,
     }
@@ -97,10 +99,8 @@ def validation_set(args, config, data_dir):
     return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
-def evaluate(model, config, split, args, data_dir):
+def evaluate(model, config, split, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
-    if not split.num_images:
-        raise errors.DataError(f"no readable validation image in {data_dir}")
     k = preprocessing.crops_per_image(args.crops, args.k_crops)
     top_k = min(args.top_k, len(config["classes"]))  # of 3 classes, the top-5 would always hold the truth
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")

@@ -296,6 +296,14 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
     assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-2")
 
 
+def test_test_py_without_a_readable_validation_image_says_so_in_one_line(tiny_data, one_step_run, tmp_path):
+    data = devkit_copy(tiny_data, tmp_path)
+    for image in (data / data_reader.VAL_DIR).iterdir():
+        image.write_bytes(b"not a JPEG")
+    result = run_main("test.py", "--data-dir", data, "--ckpt-dir", one_step_run, cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().endswith(f"no readable validation image in {data}")
+
+
 def test_a_config_json_before_the_preprocessing_block_reads_as_before(one_step_run):
     path = one_step_run / run_folder.CONFIG_NAME
     config = json.loads(path.read_text())
