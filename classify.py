@@ -47,14 +47,13 @@ def get_args_parser():
 def main(args):
     errors.check_counts(args, "top_k", "k_crops")
     model, config = alexnet.load_trained(args.ckpt_dir)
+    spec = preprocessing.from_config(config)
     averaged = alexnet.crop_averaging(model, preprocessing.crops_per_image(args.crops, args.k_crops))
     several = len(args.images) > 1
     unreadable = []
     for number, path in enumerate(args.images):
         try:
-            crops = preprocessing.load_image_crops(
-                path, preprocessing.from_config(config), args.crops, args.k_crops, args.seed
-            )
+            crops = preprocessing.load_image_crops(path, spec, args.crops, args.k_crops, args.seed)
         except errors.DataError as error:
             if not several:
                 raise
