@@ -299,6 +299,8 @@ def _crop_at(image, fy, fx, size, image_extent):
 def load_image_crops(path, spec, crops, k_crops, seed=0):
     """The eval crops of one image file, for classify.py; formats TF cannot decode go through Pillow. A file that
     is not an image, or declares more than MAX_IMAGE_PIXELS, is a DataError."""
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a folder: give its image files, such as {os.path.join(path, '*.jpg')}")
     if not os.path.isfile(path):
         raise DataError(f"image {path} not found: give the path of a JPEG, PNG, GIF or BMP file")
     encoded = tf.io.read_file(path)

@@ -244,6 +244,8 @@ def test_data_errors_name_the_missing_file(trained, tiny_data, tmp_path, one_lin
     assert "missing.jpg not found" in one_line_error(run_main("classify.py", tmp_path / "missing.jpg", *ckpt))
     (tmp_path / "text.jpg").write_text("not an image")
     assert "text.jpg" in one_line_error(run_main("classify.py", tmp_path / "text.jpg", *ckpt))
+    folder = one_line_error(run_main("classify.py", tmp_path, *ckpt))
+    assert f"{tmp_path} is a folder: give its image files, such as {tmp_path}/*.jpg" in folder
     os.makedirs(tmp_path / "no-meta" / "data")
     no_meta = one_line_error(run_main("test.py", "--data-dir", tmp_path / "no-meta", *ckpt))
     assert "has 1 class folder(s) and no data/meta.mat" in no_meta
