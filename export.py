@@ -93,8 +93,10 @@ def write_saved_model(out_dir, classifier, config):
     complete; an existing `out_dir` is replaced only then."""
     with run_folder.staging_beside(out_dir, "the SavedModel") as staging:
         tf.saved_model.save(classifier, staging, signatures={SIGNATURE: classifier.classify})
-        # the folder the run was trained on is a path of this machine: a model to share goes without it
-        run_folder.save_config(staging, {key: value for key, value in config.items() if key != "data_dir"})
+        # the run's folders are paths of this machine: a model to share goes without them
+        run_folder.save_config(
+            staging, {key: value for key, value in config.items() if key not in run_folder.MACHINE_PATHS}
+        )
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

@@ -10,6 +10,8 @@
         ckpt-1000.index, ckpt-1000.data-00000-of-00001 ...   weights, momentum, step, learning rate, plateau
                                      memory, dropout RNG; the last KEEP_CHECKPOINTS are kept
         train.lock                   held by the train.py that trains here
+        logs/train, logs/validation  TensorBoard's summaries, one point an epoch (unless train.py's --log-dir
+                                     puts them elsewhere; config.json then keeps that folder)
 
 config.json and the checkpoints are written atomically (a temporary name, then a rename), so that a kill at any
 instant leaves the last complete state; `ckpt-N_temp` folders are what a kill in the middle of a save leaves, and are
@@ -39,10 +41,12 @@ CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 3  # 1: before the version field; 2: adds "version"; 3: "mean" moves into "preprocessing"
 CONFIG_KEYS = ("architecture", "classes", "preprocessing", "settings", "unreadable")
+MACHINE_PATHS = ("data_dir", "log_dir")  # config.json's folders of the machine that trained
 CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
 LOCK_NAME = "train.lock"
+LOGS_NAME = "logs"  # TensorBoard's folder inside the run: each run's curves apart, and replaced with it
 KEEP_CHECKPOINTS = 3  # ours
 SAVED_MODEL_FILE = "saved_model.pb"  # what export.py writes: a SavedModel folder, mistaken for a run
 
@@ -178,9 +182,23 @@ def restore(checkpoint, path, partial=False):
 
 
 def run_files(ckpt_dir):
-    """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints and unfinished saves."""
-    names = (CONFIG_NAME, CHECKPOINT_INDEX, CHECKPOINT_PREFIX + "-*")
+    """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
+    its TensorBoard logs."""
+    names = (CONFIG_NAME, CHECKPOINT_INDEX, CHECKPOINT_PREFIX + "-*", LOGS_NAME)
     return sorted(path for name in names for path in glob.glob(os.path.join(glob.escape(ckpt_dir), name)))
+
+
+def log_dir_for(ckpt_dir, log_dir, run=None):
+    """TensorBoard's folder of the run in `ckpt_dir`: `log_dir` when given, else the one the `run` was given (its
+    config.json keeps it), else the run folder's own."""
+    return log_dir or (run or {}).get("log_dir") or os.path.join(ckpt_dir, LOGS_NAME)
+
+
+def log_dir_to_keep(ckpt_dir, log_dir):
+    """What config.json keeps of TensorBoard's folder: None for the run folder's own (which moves with it), else
+    the absolute path."""
+    in_run = os.path.abspath(os.path.join(ckpt_dir, LOGS_NAME))
+    return None if os.path.abspath(log_dir) == in_run else os.path.abspath(log_dir)
 
 
 def unfinished_saves(ckpt_dir):

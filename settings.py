@@ -21,7 +21,6 @@ from errors import CheckpointError, UsageError, check_flag, check_writable
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
-LOG_DIR = "summary"
 SEED = 0
 
 # --sample: small defaults suited to the generated sample (under 5 minutes on 2 CPU cores)
@@ -72,7 +71,7 @@ class Settings:
     data_dir: str | None  # as given (None: not given): sample_dataset.data_dir_for resolves it
     sample: bool
     ckpt_dir: str
-    log_dir: str
+    log_dir: str  # resolved: the flag, the run's own, or the run folder's logs/
     overwrite: bool
     xla: bool
     strategy: str
@@ -147,7 +146,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
         data_dir=args.data_dir,
         sample=args.sample,
         ckpt_dir=args.ckpt_dir,
-        log_dir=args.log_dir,
+        log_dir=run_folder.log_dir_for(args.ckpt_dir, args.log_dir, run=saved),
         overwrite=args.overwrite,
         xla=args.xla or bool(tf.config.list_physical_devices("GPU")),
         strategy=args.strategy,
@@ -209,7 +208,10 @@ def add_arguments(parser):
         help="train on the generated sample dataset (made on first use) with small defaults",
     )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help=f"run folder (default: {run_folder.CKPT_DIR})")
-    parser.add_argument("--log-dir", default=LOG_DIR, help=f"TensorBoard folder (default: {LOG_DIR})")
+    parser.add_argument(
+        "--log-dir",
+        help=f"TensorBoard folder (default: {run_folder.LOGS_NAME}/ in --ckpt-dir; on -resume, the run's own)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
     hyper = parser.add_argument_group(
         "hyper-parameters (on -resume the run's own; only --epochs and --save-every may change)"

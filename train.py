@@ -1,5 +1,5 @@
 """Trains AlexNet with the paper's recipe on ILSVRC2012 (or fine-tunes it on your own folders of classes), resumably:
-checkpoints and config.json in --ckpt-dir, TensorBoard summaries in --log-dir.
+checkpoints, config.json and TensorBoard's summaries in --ckpt-dir.
 
     python train.py -scratch --sample
 """
@@ -159,6 +159,7 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
         else:
             say_what_changed(config, data_dir, image_counts(train_split, val_split))
         config["data_dir"] = os.path.abspath(data_dir)
+        config["log_dir"] = run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir)
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable["train"])
@@ -191,6 +192,7 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
         "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
         "data_dir": os.path.abspath(data_dir),
+        "log_dir": run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir),
         "images": image_counts(train_split, val_split),
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,

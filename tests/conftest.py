@@ -218,7 +218,7 @@ def bad_data(tiny_data, tmp_path):
 def one_step_template(tiny_data, tmp_path_factory):
     """A run of one step on tiny_data, trained once a session; tests take copies (one_step_run)."""
     work = tmp_path_factory.mktemp("one-step")
-    options = ("--epochs", 1, "--batch-size", 8, "--steps-per-epoch", 1, "--log-dir", work / "logs")
+    options = ("--epochs", 1, "--batch-size", 8, "--steps-per-epoch", 1)
     result = run_script(
         "train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", work / "ckpt", *options, cwd=work
     )

@@ -78,7 +78,8 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
         np.testing.assert_allclose(out["scores"][row], scores, atol=1e-4, err_msg=image)
         assert out["wnids"][row] == [config["classes"][c]["wnid"] for c in out["classes"][row]]
     exported = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert exported["classes"] == config["classes"] and "data_dir" in config and "data_dir" not in exported
+    assert exported["classes"] == config["classes"] and "data_dir" in config and "log_dir" in config
+    assert not {"data_dir", "log_dir"} & set(exported)
 
 
 @pytest.mark.slow

@@ -215,7 +215,7 @@ def test_a_new_run_that_fails_keeps_the_run_it_would_overwrite(bad_data, one_ste
 
 
 @pytest.mark.slow
-def test_unfinished_saves_are_removed_and_counted_as_free_space(tiny_data, one_step_run, tmp_path):
+def test_unfinished_saves_and_old_logs_are_removed_and_counted_as_free_space(tiny_data, one_step_run, tmp_path):
     def unfinished_save():
         (one_step_run / "ckpt-7_temp").mkdir()
         (one_step_run / "ckpt-7_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
@@ -226,10 +226,13 @@ def test_unfinished_saves_are_removed_and_counted_as_free_space(tiny_data, one_s
     run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0, reclaimable=1000)
     with pytest.raises(errors.CheckpointError):
         run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0)
-    folders = ("--data-dir", tiny_data, "--ckpt-dir", one_step_run, "--log-dir", tmp_path / "logs")
+    folders = ("--data-dir", tiny_data, "--ckpt-dir", one_step_run)
     resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert not (one_step_run / "ckpt-7_temp").exists()
+    tensorboard = one_step_run / run_folder.LOGS_NAME / "train"
+    first_runs = set(os.listdir(tensorboard))
+    assert len(first_runs) == 2  # the run's -scratch and its -resume, in the run folder
     unfinished_save()
     again = run_script(
         "train.py",
@@ -242,6 +245,7 @@ def test_unfinished_saves_are_removed_and_counted_as_free_space(tiny_data, one_s
     assert again.returncode == 0, again.stderr
     assert not (one_step_run / "ckpt-7_temp").exists()
     assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-1")
+    assert len(os.listdir(tensorboard)) == 1 and not first_runs & set(os.listdir(tensorboard))  # the new run's alone
 
 
 @pytest.mark.slow
@@ -251,7 +255,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_data,
     resumed = run_script(
         "train.py",
         "-resume",
-        *flags(data_dir=tiny_data, ckpt_dir=one_step_run, log_dir=tmp_path / "logs"),
+        *flags(data_dir=tiny_data, ckpt_dir=one_step_run),
         cwd=tmp_path,
     )
     assert resumed.returncode == 0, resumed.stderr

@@ -24,12 +24,14 @@ TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images:
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    """A run of one epoch, then resumed for a second, without --data-dir (the run's own): (run folder, both
-    processes)."""
+    """A run of one epoch, its TensorBoard logs outside the run, then resumed for a second without --data-dir or
+    --log-dir (the run's own): (run folder, both processes)."""
     work = tmp_path_factory.mktemp("run")
-    folders = ("--ckpt-dir", work / "ckpt", "--log-dir", work / "logs")
-    scratch = run_script("train.py", "-scratch", "--data-dir", tiny_data, *folders, *TINY_TRAIN, cwd=work)
-    resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=work)
+    logs = ("--log-dir", work / "logs")
+    scratch = run_script(
+        "train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", "ckpt", *logs, *TINY_TRAIN, cwd=work
+    )
+    resumed = run_script("train.py", "-resume", "--ckpt-dir", "ckpt", "--epochs", 2, cwd=work)
     return work, scratch, resumed
 
 
@@ -58,6 +60,8 @@ def test_resume_continues_at_the_saved_step(trained):
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
     assert "when the run started" not in resumed.stdout  # the sets did not change
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
+    assert len(os.listdir(work / "logs" / "train")) == 2  # -scratch's events and -resume's, in the run's --log-dir
+    assert not (work / "ckpt" / run_folder.LOGS_NAME).exists()
 
 
 @pytest.mark.slow
