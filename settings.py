@@ -60,7 +60,7 @@ SAMPLE_DEFAULTS = {
     "save_every": SAMPLE_SAVE_EVERY,
 }
 FINETUNE_DEFAULTS = {"epochs": FINETUNE_EPOCHS, "batch_size": FINETUNE_BATCH_SIZE, "lr": FINETUNE_LR}
-CHANGEABLE_ON_RESUME = ("epochs", "save_every")
+CHANGEABLE_ON_RESUME = ("epochs", "save_every", "precision")  # precision: float32 <-> bf16, the same checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,6 +139,13 @@ def resolve(args, *, saved=None, source=None, replicas=1):
                 f"the run in {args.ckpt_dir} has {'; '.join(differing)}: -resume continues a run as "
                 "it was started; start another with -scratch --ckpt-dir NEW_DIR"
             )
+        precisions = {kept["precision"], given.get("precision", kept["precision"])}
+        if len(precisions) > 1 and "fp16" in precisions:
+            raise CheckpointError(
+                f"the run in {args.ckpt_dir} has precision {kept['precision']}, not {given['precision']}: -resume "
+                "switches between float32 and bf16 only (fp16's checkpoints hold a loss scale); start another with "
+                "-scratch --ckpt-dir NEW_DIR"
+            )
         values.update(kept)
     values.update(given)
     settings = Settings(
@@ -214,7 +221,7 @@ def add_arguments(parser):
     )
     parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
     hyper = parser.add_argument_group(
-        "hyper-parameters (on -resume the run's own; only --epochs and --save-every may change)"
+        "hyper-parameters (on -resume the run's own; only --epochs, --save-every and --precision may change)"
     )
     hyper.add_argument("--epochs", type=int, help=f"epochs (default: {training.EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
     hyper.add_argument(

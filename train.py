@@ -158,6 +158,8 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
             )
         else:
             say_what_changed(config, data_dir, image_counts(train_split, val_split))
+        if settings.precision != saved["settings"]["precision"]:
+            print(f"The run trained in {saved['settings']['precision']} and continues in {settings.precision}")
         config["data_dir"] = os.path.abspath(data_dir)
         config["log_dir"] = run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir)
         return config

@@ -266,6 +266,19 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_data,
 
 
 @pytest.mark.slow
+def test_resume_switches_between_float32_and_bf16_but_not_to_fp16(tiny_data, one_step_run, one_line_error):
+    started = run_folder.load_config(str(one_step_run))["settings"]["precision"]
+    other = "float32" if started == "bf16" else "bf16"
+    resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
+    assert "switches between float32 and bf16 only" in one_line_error(run_main(*resume, "--precision", "fp16"))
+    resumed = run_script(*resume, "--precision", other, "--epochs", 2)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"The run trained in {started} and continues in {other}" in resumed.stdout
+    assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-2")
+    assert run_folder.load_config(str(one_step_run))["settings"]["precision"] == other  # the next resume's too
+
+
+@pytest.mark.slow
 def test_a_resume_that_fails_leaves_config_json_as_it_was(tiny_data, one_step_run, one_line_error):
     before = (one_step_run / "config.json").read_bytes()
     data_file = next(one_step_run.glob("ckpt-1.data-*"))
