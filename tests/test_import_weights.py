@@ -250,7 +250,7 @@ def test_a_crafted_pickle_is_refused_in_one_line_and_never_runs(tmp_path, one_li
 
 def test_import_keeps_an_existing_run_unless_overwrite(tmp_path, one_step_run):
     words = synset_words(tmp_path / "synset_words.txt", sorted(f"{w} {n}" for w, n in wnids_and_words()))
-    before = {path.name: path.read_bytes() for path in one_step_run.iterdir()}
+    before = {path.name: path.read_bytes() for path in one_step_run.iterdir() if path.is_file()}
     with pytest.raises(errors.CheckpointError, match="already holds a run: pass --overwrite"):
         import_weights.main(import_args(tmp_path / "never_read.npy", one_step_run, classes=words))
-    assert {path.name: path.read_bytes() for path in one_step_run.iterdir()} == before
+    assert {path.name: path.read_bytes() for path in one_step_run.iterdir() if path.is_file()} == before
