@@ -33,7 +33,6 @@ import preprocessing
 import run_folder
 import weights_file
 
-CKPT_DIR = "ckpt-bvlc"
 FORMAT = "bvlc_alexnet.npy"  # the TensorFlow community's conversion of Caffe's bvlc_alexnet.caffemodel
 
 
@@ -42,7 +41,7 @@ def get_args_parser():
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
     parser.add_argument("weights", help=f"the weight file ({FORMAT} or one of its format)")
-    parser.add_argument("--ckpt-dir", default=CKPT_DIR, help="run folder to write")
+    parser.add_argument("--ckpt-dir", default=run_folder.IMPORTED_CKPT_DIR, help="run folder to write")
     parser.add_argument("--data-dir", help="ILSVRC2012 folder whose data/meta.mat names the classes")
     parser.add_argument(
         "--classes", metavar="SYNSET_WORDS", help="Caffe's synset_words.txt, for users without the devkit"

@@ -38,6 +38,7 @@ import preprocessing
 from errors import CheckpointError, RunError, Stopped, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
+IMPORTED_CKPT_DIR = "ckpt-bvlc"  # import_weights.py's
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 3  # 1: before the version field; 2: adds "version"; 3: "mean" moves into "preprocessing"
 CONFIG_KEYS = ("architecture", "classes", "preprocessing", "settings", "unreadable")
@@ -91,8 +92,9 @@ def config_path(ckpt_dir):
     path = os.path.join(ckpt_dir, CONFIG_NAME)
     if not os.path.isfile(path):
         raise CheckpointError(
-            f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): "
-            "train one with `python train.py -scratch`, or pass --ckpt-dir"
+            f"no trained run at {ckpt_dir} ({CONFIG_NAME} not found): train one with `python train.py -scratch` "
+            "(--sample for a small one), or import the published weights (README: Pretrained weights) and pass "
+            f"--ckpt-dir {IMPORTED_CKPT_DIR}, or the --ckpt-dir of another run"
         )
     return path
 

@@ -43,9 +43,8 @@ def test_bad_run_folders_are_one_line_errors(tiny_data, tmp_path, one_step_run, 
         run_main("test.py", "--data-dir", other, "--ckpt-dir", one_step_run)
     )
     (tmp_path / "empty").mkdir()
-    assert "no trained run" in one_line_error(
-        run_main("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty")
-    )
+    no_run = one_line_error(run_main("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty"))
+    assert "no trained run" in no_run and "import the published weights" in no_run and "ckpt-bvlc" in no_run
     config = json.loads((one_step_run / "config.json").read_text())
     config["architecture"]["num_classes"] = 5
     (one_step_run / "config.json").write_text(json.dumps(config))
