@@ -9,6 +9,7 @@ class with its own hue and stripe pattern; a flat validation folder with its gro
 """
 
 import os
+import shutil
 
 import numpy as np
 import scipy.io
@@ -70,8 +71,21 @@ def data_dir_for(data_dir, sample, run=None):
             "a missing or empty folder; pass another --data-dir"
         )
     print(f"Generating the sample dataset in {data_dir} ...")
-    make_sample(data_dir)
+    make_sample_whole(data_dir)
     return data_dir
+
+
+def make_sample_whole(data_dir):
+    """make_sample into a hidden folder beside `data_dir` (missing or empty), renamed into place once complete: a
+    generation stopped half-way (Ctrl-C, a kill) leaves no half-written sample, which --sample would then refuse."""
+    absolute = os.path.abspath(data_dir)
+    partial = os.path.join(os.path.dirname(absolute), f".{os.path.basename(absolute)}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # what a killed generation left
+    try:
+        make_sample(partial)
+        os.replace(partial, absolute)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def make_sample(out_dir, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_CLASS, seed=SEED, draw=None):

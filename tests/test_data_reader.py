@@ -121,3 +121,16 @@ def test_the_sample_goes_only_into_a_missing_or_empty_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     assert sample_dataset.data_dir_for(str(tmp_path / "empty"), sample=True) == str(tmp_path / "empty")
     assert os.path.isfile(tmp_path / "empty" / data_reader.META_MAT)
+
+
+def test_a_sample_stopped_half_way_leaves_nothing_and_is_generated_again(tmp_path, monkeypatch):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(sample_dataset, "write_meta_mat", ctrl_c)  # the last file the sample writes
+        with pytest.raises(KeyboardInterrupt):
+            sample_dataset.data_dir_for(str(tmp_path / "sample"), sample=True)
+    assert list(tmp_path.iterdir()) == []
+    assert sample_dataset.data_dir_for(str(tmp_path / "sample"), sample=True) == str(tmp_path / "sample")
+    assert os.path.isfile(tmp_path / "sample" / data_reader.META_MAT) and len(list(tmp_path.iterdir())) == 1
