@@ -1,6 +1,7 @@
 """Using a run from other programs: the Keras-applications API, and the SavedModel of export.py, which a process
 that does not import this project loads and which answers as classify.py does."""
 
+import ast
 import functools
 import json
 import os
@@ -107,6 +108,23 @@ def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_
     with pytest.raises(errors.UsageError, match="exists: pass --overwrite"):
         export.main(export.get_args_parser().parse_args([str(tmp_path / "out"), "--ckpt-dir", str(one_step_run)]))
     assert (tmp_path / "out" / "keep").read_text() == "mine"
+
+
+def test_the_readme_s_python_example_runs_from_a_program_outside_the_clone(one_step_run, tmp_path):
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    example = re.search(r"## Use it from Python.*?```python\n(.*?)```", readme, re.S).group(1)
+    os.symlink(one_step_run, tmp_path / run_folder.CKPT_DIR)
+    os.symlink(os.path.join(ROOT, "lussari.jpg"), tmp_path / "lussari.jpg")
+    (tmp_path / "my_program.py").write_text(example)
+    env = {**SCRIPT_ENV, "PYTHONPATH": ROOT}  # as the README says
+    result = subprocess.run(
+        [sys.executable, "my_program.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    classes = [(c["wnid"], c["words"]) for c in run_folder.load_config(str(one_step_run))["classes"]]
+    printed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert len(printed) == 1 and len(printed[0]) == 5 and all(entry[:2] in classes for entry in printed[0])
+    assert [score for *_, score in printed[0]] == sorted((score for *_, score in printed[0]), reverse=True)
 
 
 def test_alexnet_with_weights_is_the_run_s_model(one_step_run):
