@@ -58,6 +58,11 @@ def data_dir_for(data_dir, sample, run=None):
     a missing or empty folder only."""
     if data_dir is None and not sample and run is not None:
         data_dir = run.get("data_dir")
+        if data_dir and not os.path.isdir(data_dir):
+            raise DataError(
+                f"the run's dataset folder {data_dir} (from its config.json) is not found: pass --data-dir with where "
+                "it is now"
+            )
     data_dir = data_dir or data_reader.DATA_DIR
     if not sample:
         return data_reader.existing_data_dir(data_dir)

@@ -94,6 +94,10 @@ def test_missing_files_are_named_with_their_fix(tmp_path):
         data_reader.list_train(str(tmp_path), [])
     with pytest.raises(errors.DataError, match="not found"):
         sample_dataset.data_dir_for(str(tmp_path / "nowhere"), sample=False)
+    moved = {"data_dir": str(tmp_path / "moved")}  # a run whose dataset folder has moved since
+    with pytest.raises(errors.DataError, match=f"run's dataset folder {moved['data_dir']} .*config.json.*--data-dir"):
+        sample_dataset.data_dir_for(None, sample=False, run=moved)
+    assert sample_dataset.data_dir_for(str(tmp_path), sample=False, run=moved) == str(tmp_path)
 
 
 def test_sample_is_in_the_ilsvrc_layout(tiny_data):
