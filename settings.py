@@ -261,7 +261,8 @@ def add_arguments(parser):
         "--precision",
         choices=tuple(alexnet.PRECISIONS),
         help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
-        "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX)",
+        "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX; fp16 is for older GPUs, "
+        "and emulated, slowly, on CPUs)",
     )
     hyper.add_argument(
         "--save-every",
