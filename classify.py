@@ -60,7 +60,7 @@ def main(args):
             print(f"classify.py: skipped: {error}", file=sys.stderr)
             unreadable.append(path)
             continue
-        probabilities = averaged.predict(crops[None], verbose=0)[0]
+        probabilities = averaged.predict_on_batch(crops[None])[0]
         if several:
             print(("\n" if number else "") + path)
         print("AlexNet saw:")
