@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import io
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,32 @@ def run_script(script, *args, cwd=ROOT, env=None):
     return subprocess.run(
         script_command(script, *args), cwd=cwd, env=env or SCRIPT_ENV, capture_output=True, text=True, timeout=900
     )
+
+
+def run_script_in_a_terminal(script, *args, cwd=ROOT):
+    """run_script with the output (stdout and stderr, merged) to a pseudo-terminal, as a user at a shell has it."""
+    controller, terminal = pty.openpty()
+    process = subprocess.Popen(
+        script_command(script, *args),
+        cwd=cwd,
+        env=SCRIPT_ENV,
+        stdin=subprocess.DEVNULL,
+        stdout=terminal,
+        stderr=terminal,
+    )
+    os.close(terminal)
+    output = bytearray()
+    while True:
+        try:
+            chunk = os.read(controller, 65536)
+        except OSError:  # be specific: Linux's EIO once the script has ended and closed the terminal
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(controller)
+    text = output.decode(errors="replace")
+    return subprocess.CompletedProcess(process.args, process.wait(timeout=900), stdout=text, stderr=text)
 
 
 def run_main(script, *args, cwd=ROOT):

@@ -17,18 +17,18 @@ import preprocessing
 import run_folder
 import settings
 import training
-from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script
+from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script, run_script_in_a_terminal
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_data, tmp_path_factory):
-    """A run of one epoch, its TensorBoard logs outside the run, then resumed for a second without --data-dir or
-    --log-dir (the run's own): (run folder, both processes)."""
+    """A run of one epoch at a terminal, its TensorBoard logs outside the run, then resumed for a second into a log
+    file (a pipe), without --data-dir or --log-dir (the run's own): (run folder, both processes)."""
     work = tmp_path_factory.mktemp("run")
     logs = ("--log-dir", work / "logs")
-    scratch = run_script(
+    scratch = run_script_in_a_terminal(
         "train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", "ckpt", *logs, *TINY_TRAIN, cwd=work
     )
     resumed = run_script("train.py", "-resume", "--ckpt-dir", "ckpt", "--epochs", 2, cwd=work)
@@ -46,7 +46,7 @@ def test_scratch_trains_saves_and_logs(trained):
     assert config["preprocessing"] == preprocessing.Preprocessing(mean=mean).to_config()
     assert len(mean) == 3 and all(0 < m < 255 for m in mean)
     assert config["settings"]["steps_per_epoch"] == 5 and config["settings"]["batch_size"] == 8
-    progress = re.sub(r"\x1b\[[0-9;]*m", "", scratch.stdout)  # Keras colours its progress bar
+    progress = re.sub(r"\x1b\[[0-9;]*m", "", scratch.stdout).replace("\r", "\n")  # Keras colours and redraws its bar
     assert re.search(r"^5/5 .* - lr: 0\.0100 - img/s: [\d.]+ - val_loss: .* - val_top1: ", progress, re.M), progress
     assert os.listdir(work / "logs" / "train") and os.listdir(work / "logs" / "validation")
 
@@ -58,6 +58,10 @@ def test_resume_continues_at_the_saved_step(trained):
     assert re.search(r"^Resuming from \S+ckpt-5 at step 5 \(epoch 2\)$", resumed.stdout, re.M), resumed.stdout
     assert "Training on 40 images, validating on 20" in resumed.stdout  # the run's dataset, not ILSVRC2012
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
+    training = resumed.stdout[resumed.stdout.index("Training on") :]
+    assert not {"\x1b", "\r", "\b"} & set(training)  # into a log file: plain lines, no bar redrawn in place
+    line = r"^5/5 - \d+s - .* - loss: [\d.]+ - .* - val_loss: [\d.]+ - .* - lr: 0\.0100 - images_per_second: [\d.]+ - "
+    assert re.search(line, training, re.M), training
     assert "when the run started" not in resumed.stdout  # the sets did not change
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
     assert len(os.listdir(work / "logs" / "train")) == 2  # -scratch's events and -resume's, in the run's --log-dir
@@ -318,6 +322,22 @@ def test_throughput_counts_training_time_alone(training_config):
     assert 32 / 0.25 < epoch_logs["images_per_second"] <= 32 / 0.2
     assert 0.3 <= epoch_logs["validation_seconds"] < 0.35
     assert epoch_logs["unreadable_skipped"] == 2
+
+
+def test_a_log_file_gets_a_progress_line_a_minute_and_none_at_the_epoch_s_last_step(monkeypatch, capsys):
+    now = [1000.0]
+    monkeypatch.setattr(training.time, "monotonic", lambda: now[0])
+    lines = training.ProgressLines()
+    lines.set_params({"steps": 100, "epochs": 90})
+    lines.on_epoch_begin(2)
+    for batch, seconds in ((7, 30), (15, 61), (23, 90), (31, 125), (99, 500)):  # calls of 8 steps, at these seconds
+        now[0] = 1000.0 + seconds
+        lines.on_train_batch_end(batch, {"loss": 6.123456, "top1": 0.0125, "img/s": 25.6})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "epoch 3/90, step 16/100: loss 6.123, top1 0.0125, img/s 25.6, ETA 0:05:20",
+        "epoch 3/90, step 32/100: loss 6.123, top1 0.0125, img/s 25.6, ETA 0:04:26",
+    ]
 
 
 def test_keras_reads_the_logs_once_a_call_of_several_steps(tmp_path):
