@@ -11,13 +11,13 @@ import dataclasses
 import os
 import re
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 import errors
 import preprocessing
 import prepared_shards
+import progress
 import startup
 
 MEAN_MAX_IMAGES = 10_000  # ours: the mean is estimated on a random subset of this many training images
@@ -256,12 +256,12 @@ def compute_mean(split, max_images=MEAN_MAX_IMAGES, seed=0, spec=None):
         return tf.reduce_mean(preprocessing.eval_crops(encoded, spec, "center", 1, [0, 0]), axis=(0, 1, 2))
 
     dataset = startup.read_once(images.map(centre_crop_mean, num_parallel_calls=tf.data.AUTOTUNE).batch(256))
-    progress = keras.utils.Progbar(count, unit_name="image")
+    bar = progress.bar(count, unit_name="image")
     total = np.zeros(3)
     with as_prepared(split):
         for channel_means in dataset:
             total += channel_means.numpy().sum(axis=0)
-            progress.add(len(channel_means))
+            bar.add(len(channel_means))
     return (total / count).tolist()
 
 
@@ -273,7 +273,7 @@ def find_unreadable(split, what):
         return []
     paths = split.paths
     print(f"Checking that the {len(paths)} {what} decode ...")
-    progress = keras.utils.Progbar(len(paths), unit_name="image")
+    bar = progress.bar(len(paths), unit_name="image")
     readable = np.zeros(len(paths), bool)
     checked = startup.read_once(
         tf.data.Dataset.from_tensor_slices(paths)
@@ -288,7 +288,7 @@ def find_unreadable(split, what):
     with startup.decoder_noise_held_back():
         for indices, _ in checked:
             readable[indices.numpy()] = True
-            progress.add(len(indices))
+            bar.add(len(indices))
     if not readable.all():  # the bar stopped short by the files skipped; when all decoded, it has closed itself
-        progress.update(len(paths), finalize=True)
+        bar.update(len(paths), finalize=True)
     return [path for path, ok in zip(paths, readable) if not ok]

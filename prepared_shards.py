@@ -23,12 +23,12 @@ import json
 import os
 import shutil
 
-import keras
 import numpy as np
 import tensorflow as tf
 
 import data_reader
 import preprocessing
+import progress
 import startup
 from errors import DataError
 
@@ -69,12 +69,12 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
         f"Preparing {sum(len(entries) for _, entries in shards)} images into {len(shards)} shards in {out_dir} "
         f"({len(done)} shards were already written) ..."
     )
-    progress = keras.utils.Progbar(sum(len(entries) for _, entries in shards), unit_name="image")
-    progress.add(sum(len(entries) for name, entries in shards if name in done))
+    bar = progress.bar(sum(len(entries) for _, entries in shards), unit_name="image")
+    bar.add(sum(len(entries) for name, entries in shards if name in done))
     with open(os.path.join(out_dir, LOG), "a") as log:
         for name, entries in shards:
             if name not in done:
-                done[name] = write_shard(source_dir, entries, synsets, os.path.join(out_dir, name), progress)
+                done[name] = write_shard(source_dir, entries, synsets, os.path.join(out_dir, name), bar)
                 log.write(json.dumps({"shard": name, "unreadable": done[name]}) + "\n")
                 log.flush()
     manifest = {
@@ -152,7 +152,7 @@ def completed_shards(out_dir, plan):
     return done
 
 
-def write_shard(source_dir, entries, synsets, path, progress):
+def write_shard(source_dir, entries, synsets, path, bar):
     """One shard: every image decoded, resized to shorter side 256, encoded as JPEG; returns the unreadable ones."""
 
     def encode(index, file_path):
@@ -175,13 +175,13 @@ def write_shard(source_dir, entries, synsets, path, progress):
             relative_path, label = entries[index]
             writer.write(example(encoded, label, synsets[label].wnid, relative_path, height, width))
             written.add(int(index))
-            progress.add(1)
+            bar.add(1)
     os.replace(path + ".tmp", path)
     unreadable = [rel for i, (rel, _) in enumerate(entries) if i not in written]
     for rel in unreadable:
         print(f"\nwarning: skipping unreadable image {os.path.join(source_dir, rel)}")
     if unreadable:  # adding nothing at the target would print the bar's closing line again
-        progress.add(len(unreadable))
+        bar.add(len(unreadable))
     return unreadable
 
 

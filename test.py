@@ -17,6 +17,7 @@ import data_reader
 import errors
 import input_pipeline
 import preprocessing
+import progress
 import run_folder
 import sample_dataset
 
@@ -122,7 +123,12 @@ def evaluate(model, config, split, args):
         seed=args.seed,
     )
     with input_pipeline.as_prepared(split):
-        metrics = averaged.evaluate(dataset, return_dict=True)
+        metrics = averaged.evaluate(
+            dataset,
+            return_dict=True,
+            verbose=progress.keras_verbose(),
+            callbacks=[] if progress.to_a_terminal() else [progress.Lines()],
+        )
     return {
         "top1": float(metrics["top1"]),
         "topk": float(metrics["topk"]),

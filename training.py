@@ -5,9 +5,7 @@ train.py is the command line around it; benchmarks/bench.py and the tests build 
 `build_training`.
 """
 
-import datetime
 import math
-import sys
 import time
 
 import keras
@@ -18,6 +16,7 @@ import alexnet
 import distribute
 import input_pipeline
 import preprocessing
+import progress
 import run_folder
 import startup
 from errors import RunError
@@ -37,7 +36,6 @@ TOP_K = 5  # the paper's top-5, shown while training
 # reads them, and so waits for the device, after every call); saves fall between calls, so it divides SAVE_EVERY.
 STEPS_PER_EXECUTION = 8
 MAX_DROPPED_STEPS = 0.01  # ours: the fraction of an epoch's steps dropped to keep it a multiple of a call
-LOG_LINE_SECONDS = 60  # ours: a progress line a minute when the output is a log file, not a terminal
 ALL_LAYERS = "all"  # --train-layers: every layer trains (fine-tuning may freeze some)
 
 
@@ -151,37 +149,6 @@ class ThroughputLogs(keras.callbacks.Callback):
         logs["unreadable_skipped"] = self.unreadable
 
 
-def to_a_terminal():
-    """Whether train.py's output is a terminal. Keras's progress bar redraws itself in place even when it is not
-    (it tests only for a POSIX system), which a log file (a cluster job, nohup) keeps as one ever longer line: on a
-    GPU, a redraw every call of the step, megabytes an hour."""
-    return sys.stdout.isatty()
-
-
-class ProgressLines(keras.callbacks.Callback):
-    """For a log file: a plain line of the epoch's progress every LOG_LINE_SECONDS, beside Keras's line at each
-    epoch's end (fit's verbose=2)."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = self.start = self.last = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start = epoch, time.monotonic()
-        self.last = self.start
-
-    def on_train_batch_end(self, batch, logs=None):
-        now, steps = time.monotonic(), self.params["steps"]
-        if now - self.last < LOG_LINE_SECONDS or batch + 1 == steps:  # Keras's line follows the last step
-            return
-        self.last = now
-        eta = datetime.timedelta(seconds=round((now - self.start) / (batch + 1) * (steps - batch - 1)))
-        values = ", ".join(f"{name} {float(value):.4g}" for name, value in logs.items())
-        print(
-            f"epoch {self.epoch + 1}/{self.params['epochs']}, step {batch + 1}/{steps}: {values}, ETA {eta}", flush=True
-        )
-
-
 class EpochTensorBoard(keras.callbacks.TensorBoard):
     """Keras's TensorBoard, once an epoch, without its batch hooks: with update_freq="epoch" they write nothing,
     yet cost every call about 0.3 ms on CPU (measured)."""
@@ -283,7 +250,7 @@ def callbacks(*, config, plateau, manager, log_dir):
     return [
         plateau,
         ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
-        *([] if to_a_terminal() else [ProgressLines()]),
+        *([] if progress.to_a_terminal() else [progress.Lines()]),
         checkpointer,
         EpochTensorBoard(log_dir),
         run_folder.StopOnSignal(checkpointer),
@@ -360,7 +327,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
                         steps_per_epoch=steps_per_epoch - skip,
                         validation_data=val,
                         callbacks=epoch_callbacks,
-                        verbose=1 if to_a_terminal() else 2,
+                        verbose=progress.keras_verbose(),
                         shuffle=False,
                     )
             except tf.errors.UnavailableError as error:  # be specific: what the collectives raise when a worker is gone

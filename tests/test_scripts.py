@@ -324,22 +324,6 @@ def test_throughput_counts_training_time_alone(training_config):
     assert epoch_logs["unreadable_skipped"] == 2
 
 
-def test_a_log_file_gets_a_progress_line_a_minute_and_none_at_the_epoch_s_last_step(monkeypatch, capsys):
-    now = [1000.0]
-    monkeypatch.setattr(training.time, "monotonic", lambda: now[0])
-    lines = training.ProgressLines()
-    lines.set_params({"steps": 100, "epochs": 90})
-    lines.on_epoch_begin(2)
-    for batch, seconds in ((7, 30), (15, 61), (23, 90), (31, 125), (99, 500)):  # calls of 8 steps, at these seconds
-        now[0] = 1000.0 + seconds
-        lines.on_train_batch_end(batch, {"loss": 6.123456, "top1": 0.0125, "img/s": 25.6})
-    printed = capsys.readouterr().out.splitlines()
-    assert printed == [
-        "epoch 3/90, step 16/100: loss 6.123, top1 0.0125, img/s 25.6, ETA 0:05:20",
-        "epoch 3/90, step 32/100: loss 6.123, top1 0.0125, img/s 25.6, ETA 0:04:26",
-    ]
-
-
 def test_keras_reads_the_logs_once_a_call_of_several_steps(tmp_path):
     assert training.steps_per_execution({"save_every": 1000, "steps_per_epoch": 10008}) == 8
     assert training.steps_per_execution({"save_every": 10, "steps_per_epoch": 12}) == 2
