@@ -54,7 +54,7 @@ class PlainBar:
         self.last, self.ended = now, ending
         rate = current / max(now - self.start, 1e-9)
         left = "done" if ending else f"ETA {eta(now - self.start, current, self.target)}"
-        print(f"{current}/{self.target} {self.unit_name}s, {rate:.0f} {self.unit_name}s/s, {left}", flush=True)
+        print(f"{current}/{self.target} {self.unit_name}s, {rate:.1f} {self.unit_name}s/s, {left}", flush=True)
 
 
 class Lines(keras.callbacks.Callback):

@@ -52,9 +52,9 @@ def test_a_pass_into_a_log_file_gets_a_line_a_minute_and_one_at_its_end(clock, c
     bar.add(1808)
     bar.update(10_000, finalize=True)  # as the scan closes a bar that stopped short: no second closing line
     assert progress.sys.stdout.getvalue().splitlines() == [
-        "4096/10000 images, 68 images/s, ETA 0:01:26",
-        "8192/10000 images, 55 images/s, ETA 0:00:33",
-        "10000/10000 images, 62 images/s, done",
+        "4096/10000 images, 68.3 images/s, ETA 0:01:26",
+        "8192/10000 images, 54.6 images/s, ETA 0:00:33",
+        "10000/10000 images, 62.5 images/s, done",
     ]
 
 
