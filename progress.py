@@ -25,6 +25,11 @@ def keras_verbose():
     return 1 if to_a_terminal() else 2
 
 
+def callbacks():
+    """fit's and evaluate's callbacks of progress: Lines into a log file, none at a terminal."""
+    return [] if to_a_terminal() else [Lines()]
+
+
 def eta(elapsed, done, total):
     return datetime.timedelta(seconds=round(elapsed / done * (total - done)))
 
@@ -53,7 +58,12 @@ class PlainBar:
             return
         self.last, self.ended = now, ending
         rate = current / max(now - self.start, 1e-9)
-        left = "done" if ending else f"ETA {eta(now - self.start, current, self.target)}"
+        if ending:
+            left = "done"
+        elif current:
+            left = f"ETA {eta(now - self.start, current, self.target)}"
+        else:
+            left = "ETA unknown"
         print(f"{current}/{self.target} {self.unit_name}s, {rate:.1f} {self.unit_name}s/s, {left}", flush=True)
 
 

@@ -127,7 +127,7 @@ def evaluate(model, config, split, args):
             dataset,
             return_dict=True,
             verbose=progress.keras_verbose(),
-            callbacks=[] if progress.to_a_terminal() else [progress.Lines()],
+            callbacks=progress.callbacks(),
         )
     return {
         "top1": float(metrics["top1"]),

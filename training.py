@@ -250,7 +250,7 @@ def callbacks(*, config, plateau, manager, log_dir):
     return [
         plateau,
         ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
-        *([] if progress.to_a_terminal() else [progress.Lines()]),
+        *progress.callbacks(),
         checkpointer,
         EpochTensorBoard(log_dir),
         run_folder.StopOnSignal(checkpointer),

@@ -44,21 +44,24 @@ def test_an_evaluation_into_a_log_file_gets_a_line_a_minute(clock, capsys):
 def test_a_pass_into_a_log_file_gets_a_line_a_minute_and_one_at_its_end(clock, capsys, monkeypatch):
     monkeypatch.setattr(progress.sys, "stdout", io.StringIO())  # a log file, not a terminal
     bar = progress.bar(10_000, unit_name="image")
-    assert isinstance(bar, progress.PlainBar)
-    for seconds in (30, 60, 90, 150):
+    assert isinstance(bar, progress.PlainBar) and isinstance(progress.callbacks()[0], progress.Lines)
+    clock[0] = 1061.0
+    bar.add(0)  # a minute with nothing done yet
+    for seconds in (90, 121, 150, 210):
         clock[0] = 1000.0 + seconds
         bar.add(2048)
-    clock[0] = 1160.0
+    clock[0] = 1220.0
     bar.add(1808)
     bar.update(10_000, finalize=True)  # as the scan closes a bar that stopped short: no second closing line
     assert progress.sys.stdout.getvalue().splitlines() == [
-        "4096/10000 images, 68.3 images/s, ETA 0:01:26",
-        "8192/10000 images, 54.6 images/s, ETA 0:00:33",
-        "10000/10000 images, 62.5 images/s, done",
+        "0/10000 images, 0.0 images/s, ETA unknown",
+        "4096/10000 images, 33.9 images/s, ETA 0:02:54",
+        "8192/10000 images, 39.0 images/s, ETA 0:00:46",
+        "10000/10000 images, 45.5 images/s, done",
     ]
 
 
 def test_a_terminal_gets_keras_s_bar(monkeypatch):
     monkeypatch.setattr(progress.sys.stdout, "isatty", lambda: True)
     assert isinstance(progress.bar(10, unit_name="image"), keras.utils.Progbar)
-    assert progress.keras_verbose() == 1
+    assert progress.keras_verbose() == 1 and progress.callbacks() == []
