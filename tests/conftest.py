@@ -10,6 +10,7 @@ import importlib.util
 import io
 import os
 import pty
+import select
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,9 @@ def run_script_in_a_terminal(script, *args, cwd=ROOT):
     os.close(terminal)
     output = bytearray()
     while True:
+        if not select.select([controller], [], [], 900)[0]:
+            process.kill()  # silent for 15 minutes: hung
+            break
         try:
             chunk = os.read(controller, 65536)
         except OSError:  # be specific: Linux's EIO once the script has ended and closed the terminal
