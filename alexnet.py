@@ -332,7 +332,8 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
     if weights == "imagenet" and not os.path.isdir(weights):
         raise ValueError(
             'weights="imagenet": nothing is downloaded here; import the published BVLC weights once with '
-            '`python import_weights.py bvlc_alexnet.npy` and pass weights="ckpt-bvlc" (README, Pretrained weights)'
+            f'`python import_weights.py bvlc_alexnet.npy` and pass weights="{run_folder.IMPORTED_CKPT_DIR}" (README, '
+            "Pretrained weights)"
         )
     if weights is None:
         full = alexnet(num_classes=classes)
