@@ -144,8 +144,13 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
     resumes train on the same files) and the training set's mean, or, fine-tuning, the `source` run's
     architecture and preprocessing; at -resume the saved one with this command's settings. On a cluster the chief
     alone computes it."""
+    counts = image_counts(train_split, val_split)
+    paths = {  # run_folder.MACHINE_PATHS
+        "data_dir": os.path.abspath(data_dir),
+        "log_dir": run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir),
+    }
     if saved is not None:
-        config = {**saved, "settings": settings.run_settings()}
+        config = {**saved, "settings": settings.run_settings(), **paths}
         if config["layout"] != train_split.layout:
             print(
                 f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images "
@@ -154,14 +159,12 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
             config.update(
                 layout=train_split.layout,
                 unreadable=unreadable_images(data_dir, train_split, val_split),
-                images=image_counts(train_split, val_split),
+                images=counts,
             )
         else:
-            say_what_changed(config, data_dir, image_counts(train_split, val_split))
+            say_what_changed(config, data_dir, counts)
         if settings.precision != saved["settings"]["precision"]:
             print(f"The run trained in {saved['settings']['precision']} and continues in {settings.precision}")
-        config["data_dir"] = os.path.abspath(data_dir)
-        config["log_dir"] = run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir)
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable["train"])
@@ -193,9 +196,8 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
         "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
         "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
         "layout": train_split.layout,
-        "data_dir": os.path.abspath(data_dir),
-        "log_dir": run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir),
-        "images": image_counts(train_split, val_split),
+        **paths,
+        "images": counts,
         "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
         "unreadable": unreadable,
     }
