@@ -73,9 +73,13 @@ def save_config(ckpt_dir, config):
 def staging_beside(target, what):
     """A temporary folder beside `target` (on its disk, so that moving the result in is a rename), removed when the
     block ends however it ends; a full disk or a size limit while writing `what` is a CheckpointWriteError."""
-    parent = os.path.dirname(os.path.abspath(target))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".staging-", dir=parent)
+    absolute = os.path.abspath(target)
+    os.makedirs(os.path.dirname(absolute), exist_ok=True)
+    # os.mkdir, not tempfile.mkdtemp: mkdtemp's mode is 0700, and the folder becomes the export or the run, which
+    # should be as readable as any other folder of the user's (a TF Serving container runs as another user)
+    staging = os.path.join(os.path.dirname(absolute), f".staging-{os.path.basename(absolute)}-{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed process of the same number left
+    os.mkdir(staging)
     try:
         yield staging
     except (OSError, tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: a full

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 
@@ -85,8 +86,16 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
 
 @pytest.mark.slow
 def test_saved_model_cli_shows_the_documented_signature_and_is_no_run_folder(one_step_run, tmp_path, one_line_error):
-    result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
+    umask = os.umask(0o022)
+    try:
+        result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, top_k=3))
+    finally:
+        os.umask(umask)
     assert result.returncode == 0, result.stderr
+    # readable by another user (a TF Serving container), as the umask lets any new folder be
+    for folder, _, files in os.walk(tmp_path / "out"):
+        assert stat.S_IMODE(os.stat(folder).st_mode) == 0o755, folder
+        assert all(os.stat(os.path.join(folder, name)).st_mode & stat.S_IROTH for name in files), files
     cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
     shown = subprocess.run([cli, "show", "--dir", tmp_path / "out", "--all"], capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
