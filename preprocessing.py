@@ -1,6 +1,6 @@
 """Every step from an encoded image to the network's input, for training, evaluation, classify.py and export alike.
 
-Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP), resize (ours: the shorter side to 256; Caffe's: a
+Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP, WebP), resize (ours: the shorter side to 256; Caffe's: a
 256x256 warp), crop (ours 224, Caffe's 227; random for training; random, centre or ten crops for evaluation), augment
 (training only), order the channels (ours RGB, Caffe's BGR) and subtract the per-channel mean; pixels stay on the
 0..255 scale, as in the seed, the paper and Caffe. A run's `Preprocessing` is the "preprocessing" block of its
@@ -96,8 +96,8 @@ not_autographed = tf.autograph.experimental.do_not_convert
 
 
 def declared_pixels(encoded):
-    """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header),
-    read without decoding; 0 for other formats, which do not decode anyway."""
+    """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header,
+    WebP's first chunk), read without decoding; 0 for other formats, which do not decode anyway."""
 
     def header(offset, count):
         return tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, count), tf.uint8), tf.int64)
@@ -118,14 +118,26 @@ def declared_pixels(encoded):
         width, height = (sizes[i] + 2**8 * sizes[i + 1] + 2**16 * sizes[i + 2] + 2**24 * sizes[i + 3] for i in (0, 4))
         return width * tf.where(height >= 2**31, 2**32 - height, height)  # a negative height: top-down rows
 
+    def webp():  # the first chunk: lossy (VP8), lossless (VP8L), or extended (VP8X: the canvas)
+        sizes = header(20, 10)
+        lossy = (sizes[6] + 256 * sizes[7]) % 2**14 * ((sizes[8] + 256 * sizes[9]) % 2**14)
+        bits = sizes[1] + 2**8 * sizes[2] + 2**16 * sizes[3] + 2**24 * sizes[4]
+        lossless = (bits % 2**14 + 1) * (bits // 2**14 % 2**14 + 1)
+        extended = (sizes[4] + 2**8 * sizes[5] + 2**16 * sizes[6] + 1) * (
+            sizes[7] + 2**8 * sizes[8] + 2**16 * sizes[9] + 1
+        )
+        chunk = tf.strings.substr(encoded, 12, 4)
+        return tf.where(tf.equal(chunk, b"VP8L"), lossless, tf.where(tf.equal(chunk, b"VP8X"), extended, lossy))
+
     magic = tf.strings.substr(encoded, 0, 4)
-    long_enough = tf.strings.length(encoded) >= 26
+    long_enough = tf.strings.length(encoded) >= 30
     return tf.case(
         [
             (tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64))),
             (long_enough & tf.equal(magic, b"\x89PNG"), png),
             (long_enough & tf.equal(magic, b"GIF8"), gif),
             (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
+            (long_enough & tf.equal(magic, b"RIFF") & tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP"), webp),
         ],
         default=lambda: tf.constant(0, tf.int64),
     )
@@ -144,7 +156,7 @@ def bounded(encoded):
 
 @not_autographed
 def decode_rgb(encoded):
-    """Any JPEG (grayscale and CMYK too), PNG, GIF or BMP bytes as a uint8 RGB image."""
+    """Any JPEG (grayscale and CMYK too), PNG, GIF, BMP or WebP bytes as a uint8 RGB image."""
     return tf.io.decode_image(bounded(encoded), channels=3, expand_animations=False)
 
 

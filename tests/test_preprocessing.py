@@ -1,13 +1,17 @@
 """Preprocessing: decoding to RGB, the evaluation crops, the paper's augmentation."""
 
+import io
 import os
+import struct
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from PIL import Image
 
 import data_reader
 import preprocessing
+from errors import DataError
 
 
 def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
@@ -18,6 +22,26 @@ def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
         image = preprocessing.decode_rgb(tf.io.read_file(str(tmp_path / f"{name}.JPEG"))).numpy()
         assert image.shape == (20, 30, 3)
         np.testing.assert_allclose(image.reshape(-1, 3).mean(axis=0), colour, atol=3, err_msg=name)
+
+
+def test_webp_headers_bound_the_pixels_as_other_formats_do(tmp_path):
+    """TensorFlow decodes WebP too, which a 38-byte file can make a 16383 x 16383 image (1 GB as it decodes)."""
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8))
+    for kind, options in (("VP8 ", {}), ("VP8L", {"lossless": True}), ("VP8X", {"exif": Image.Exif().tobytes()})):
+        webp = io.BytesIO()
+        photo.save(webp, "WEBP", **options)
+        assert webp.getvalue()[12:16] == kind.encode()
+        assert preprocessing.declared_pixels(tf.constant(webp.getvalue())).numpy() == 37 * 53, kind
+    lossless = io.BytesIO()
+    photo.save(lossless, "WEBP", lossless=True)
+    data = bytearray(lossless.getvalue())
+    bits = struct.unpack("<I", data[21:25])[0] & ~(2**28 - 1) | 16382 | 16382 << 14  # width - 1, height - 1
+    data[21:25] = struct.pack("<I", bits)
+    (tmp_path / "bomb.webp").write_bytes(bytes(data))
+    with pytest.raises(DataError, match="declares 268,402,689 pixels, more than the 100,000,000"):
+        preprocessing.load_image_crops(str(tmp_path / "bomb.webp"), preprocessing.Preprocessing(), "center", 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than"):
+        preprocessing.eval_crops(tf.constant(bytes(data)), preprocessing.Preprocessing(), "center", 1, [0, 0])
 
 
 def test_eval_crop_modes(tiny_data):
