@@ -118,7 +118,7 @@ def declared_pixels(encoded):
         width, height = (sizes[i] + 2**8 * sizes[i + 1] + 2**16 * sizes[i + 2] + 2**24 * sizes[i + 3] for i in (0, 4))
         return width * tf.where(height >= 2**31, 2**32 - height, height)  # a negative height: top-down rows
 
-    def webp():  # the first chunk: lossy (VP8), lossless (VP8L), or extended (VP8X: the canvas)
+    def webp():  # its first chunk: lossy (VP8), lossless (VP8L), or extended (VP8X: the canvas)
         sizes = header(20, 10)
         lossy = (sizes[6] + 256 * sizes[7]) % 2**14 * ((sizes[8] + 256 * sizes[9]) % 2**14)
         bits = sizes[1] + 2**8 * sizes[2] + 2**16 * sizes[3] + 2**24 * sizes[4]
@@ -127,17 +127,18 @@ def declared_pixels(encoded):
             sizes[7] + 2**8 * sizes[8] + 2**16 * sizes[9] + 1
         )
         chunk = tf.strings.substr(encoded, 12, 4)
-        return tf.where(tf.equal(chunk, b"VP8L"), lossless, tf.where(tf.equal(chunk, b"VP8X"), extended, lossy))
+        pixels = tf.where(tf.equal(chunk, b"VP8L"), lossless, tf.where(tf.equal(chunk, b"VP8X"), extended, lossy))
+        return tf.where(tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP"), pixels, 0)  # RIFF holds sound too
 
     magic = tf.strings.substr(encoded, 0, 4)
-    long_enough = tf.strings.length(encoded) >= 30
+    long_enough = tf.strings.length(encoded) >= 26
     return tf.case(
         [
             (tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64))),
             (long_enough & tf.equal(magic, b"\x89PNG"), png),
             (long_enough & tf.equal(magic, b"GIF8"), gif),
             (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
-            (long_enough & tf.equal(magic, b"RIFF") & tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP"), webp),
+            (tf.equal(magic, b"RIFF") & (tf.strings.length(encoded) >= 30), webp),
         ],
         default=lambda: tf.constant(0, tf.int64),
     )
