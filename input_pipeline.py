@@ -185,7 +185,8 @@ def train_dataset(
 
     def load(item, label, epoch, position):
         element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
-        return preprocessing.train_crop(fetch(item), spec, augment, element_seed), label
+        # prepared shards hold their images upright (--prepare turned them), with no EXIF to read
+        return preprocessing.train_crop(fetch(item), spec, augment, element_seed, turn=not split.prepared), label
 
     elements = train_elements(
         split,

@@ -12,6 +12,7 @@ import os
 import pty
 import select
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -230,6 +231,22 @@ def write_gif_bomb(path):
     data = bytearray(path.read_bytes())
     data[6:10] = b"\xff\xff\xff\xff"  # the logical screen's width and height
     path.write_bytes(bytes(data))
+
+
+def exif_segment(orientation, big_endian=False, tags_before=3):
+    """A JPEG APP1 Exif segment, written from the standard: a TIFF header and one directory of `tags_before` SHORT
+    tags (0x0100 on), then Orientation, unless None."""
+    order = ">" if big_endian else "<"
+    tags = [(0x0100 + i, 7) for i in range(tags_before)] + ([] if orientation is None else [(0x0112, orientation)])
+    entries = b"".join(struct.pack(order + "HHIHH", tag, 3, 1, value, 0) for tag, value in tags)
+    tiff = (b"MM" if big_endian else b"II") + struct.pack(order + "HIH", 42, 8, len(tags)) + entries + bytes(4)
+    body = b"Exif\0\0" + tiff
+    return b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body
+
+
+def tagged(jpeg, segment):
+    """The same JPEG with `segment` right after its start of image, as cameras write it."""
+    return jpeg[:2] + segment + jpeg[2:]
 
 
 @pytest.fixture

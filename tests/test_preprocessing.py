@@ -7,11 +7,12 @@ import struct
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
+from PIL import Image, ImageOps
 
 import data_reader
 import preprocessing
 from errors import DataError
+from conftest import exif_segment, tagged
 
 
 def test_decode_gives_rgb_for_grayscale_png_and_cmyk(tmp_path):
@@ -42,6 +43,76 @@ def test_webp_headers_bound_the_pixels_as_other_formats_do(tmp_path):
         preprocessing.load_image_crops(str(tmp_path / "bomb.webp"), preprocessing.Preprocessing(), "center", 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than"):
         preprocessing.eval_crops(tf.constant(bytes(data)), preprocessing.Preprocessing(), "center", 1, [0, 0])
+
+
+def jpeg_bytes(image, **save):
+    out = io.BytesIO()
+    image.save(out, "JPEG", **save)
+    return out.getvalue()
+
+
+def test_exif_orientation_reads_the_tag_as_pillow_does():
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 256, (30, 50, 3), np.uint8))
+    plain = jpeg_bytes(photo)
+    readable = {}
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x010F], exif[0x0112] = "a phone", orientation  # Pillow writes it after JFIF's APP0
+        readable[f"pillow {orientation}"] = jpeg_bytes(photo, exif=exif)
+        big_endian = exif_segment(orientation, big_endian=True, tags_before=12)
+        readable[f"big-endian {orientation}"] = tagged(plain, big_endian)
+    for name, data in readable.items():
+        expected = Image.open(io.BytesIO(data)).getexif()[0x0112]
+        assert preprocessing.exif_orientation(tf.constant(data)).numpy() == expected == int(name.split()[-1]), name
+    stored = preprocessing.decode_rgb(tf.constant(plain)).numpy()
+    for name, segment in (("none", exif_segment(None)), ("0", exif_segment(0)), ("9", exif_segment(9))):
+        decoded = preprocessing.decode_rgb(tf.constant(tagged(plain, segment))).numpy()
+        np.testing.assert_array_equal(decoded, stored, err_msg=f"orientation {name}: as stored")
+    png = io.BytesIO()
+    photo.save(png, "PNG")
+    cut_in_its_directory = tagged(plain, exif_segment(6))[:40]
+    for data in (plain, png.getvalue(), cut_in_its_directory, b""):
+        assert preprocessing.exif_orientation(tf.constant(data)).numpy() == 1, data[:40]
+
+
+def test_tagged_jpegs_decode_upright_as_pillow_turns_them(tmp_path):
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 256, (30, 50, 3), np.uint8))
+    plain = jpeg_bytes(photo, quality=95)
+    stored = preprocessing.decode_rgb(tf.constant(plain)).numpy()
+    for orientation in range(1, 9):
+        as_pillow_shows = Image.fromarray(stored)
+        as_pillow_shows.getexif()[0x0112] = orientation
+        expected = np.asarray(ImageOps.exif_transpose(as_pillow_shows))
+        decoded = preprocessing.decode_rgb(tf.constant(tagged(plain, exif_segment(orientation)))).numpy()
+        np.testing.assert_array_equal(decoded, expected, err_msg=f"orientation {orientation}")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    photo.save(tmp_path / "portrait.tiff", exif=exif)  # a format decoded by Pillow
+    photo.transpose(Image.Transpose.ROTATE_270).save(tmp_path / "upright.png")
+    crops = [
+        preprocessing.load_image_crops(str(tmp_path / name), preprocessing.Preprocessing(), "center", 1).numpy()
+        for name in ("portrait.tiff", "upright.png")
+    ]
+    np.testing.assert_array_equal(*crops)
+
+
+def test_training_crops_of_tagged_photos_are_upright():
+    """Four coloured quarters as a viewer shows the photo, stored turned as its EXIF orientation says: every training
+    crop (no augmentation) has each colour in its corner, as the paper's crops of an upright photo would."""
+    quarters = np.zeros((300, 400, 3), np.uint8)
+    colours = {(0, 0): (230, 20, 20), (0, -1): (20, 230, 20), (-1, 0): (20, 20, 230), (-1, -1): (230, 230, 230)}
+    quarters[:150, :200], quarters[:150, 200:], quarters[150:, :200], quarters[150:, 200:] = colours.values()
+    stored_as = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_90"}
+    stored_as.update({7: "TRANSVERSE", 8: "ROTATE_270"})  # the inverse of each orientation's turn
+    for orientation in range(1, 9):
+        photo = Image.fromarray(quarters)
+        if orientation > 1:
+            photo = photo.transpose(Image.Transpose[stored_as[orientation]])
+        encoded = tf.constant(tagged(jpeg_bytes(photo, quality=95), exif_segment(orientation)))
+        for draw in range(3):
+            crop = preprocessing.train_crop(encoded, preprocessing.Preprocessing(), "none", tf.constant([draw, 0]))
+            for corner, colour in colours.items():
+                np.testing.assert_allclose(crop.numpy()[corner], colour, atol=12, err_msg=f"{orientation} {corner}")
 
 
 def test_eval_crop_modes(tiny_data):
