@@ -170,7 +170,7 @@ def exif_orientation(encoded):
     """The EXIF orientation (1..8) with which a viewer shows a JPEG; 1 (as stored) for a JPEG without one or with a
     malformed one, and for other formats."""
     # One RE2 op (\C: any byte) that leaves the value's byte alone: parsing the segments and the directory with
-    # tensor ops took 100 to 800 ops, which cost more than decoding the image
+    # tensor ops took 100 to 800 ops, 0.15 to 0.45 ms an image (decoding a 90 KB JPEG takes about 1.3 ms)
     found = tf.strings.regex_replace(
         tf.strings.substr(encoded, 0, EXIF_SEARCHED_BYTES), EXIF_ORIENTATION_ENTRY, r"\1\2"
     )
@@ -303,7 +303,7 @@ def train_crop(encoded, spec, augment, seed, turn=True):
         lambda: random_crop_jpeg(encoded, spec, seeds[0]),
         lambda: random_crop_as_stored(encoded, spec, seeds[0]),
     )
-    if turn:  # here, on the square crop: a turn inside the JPEG branch cost 10-15% of the crop's time, here 6%
+    if turn:  # here, on the square crop: a turn inside the JPEG branch cost 10-15% of the crop's time, here 5%
         image = upright(image, exif_orientation(encoded))
     mirror = augment in ("flip", "paper") and tf.random.stateless_uniform([], seeds[1]) < 0.5
     offset = spec.rgb_offset()
