@@ -218,12 +218,12 @@ def decode_as_stored(encoded):
 
 @not_autographed
 def decodes(encoded):
-    """The shape of the decoded image, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still reads all
-    of their data): an InvalidArgumentError for a file that does not decode."""
+    """The shape of the decoded image as stored, found as cheaply as decoding allows (JPEGs at 1/8 scale, which still
+    reads all of their data): an InvalidArgumentError for a file that does not decode."""
     return tf.cond(
         tf.io.is_jpeg(encoded),
         lambda: tf.shape(tf.io.decode_jpeg(bounded(encoded), channels=3, ratio=8)),
-        lambda: tf.shape(decode_rgb(encoded)),
+        lambda: tf.shape(decode_as_stored(encoded)),
     )
 
 
@@ -379,8 +379,8 @@ def load_image_crops(path, spec, crops, k_crops, seed=0):
         with startup.decoder_noise_held_back():
             pixels = int(declared_pixels(encoded))
             if pixels <= MAX_IMAGE_PIXELS:
-                decode_rgb(encoded)
-    except tf.errors.InvalidArgumentError:  # be specific: TF's word for TIFF, WebP, damaged headers and data
+                decode_as_stored(encoded)
+    except tf.errors.InvalidArgumentError:  # be specific: TF's word for TIFF, damaged headers and data
         encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
     else:
         if pixels > MAX_IMAGE_PIXELS:
