@@ -1,10 +1,11 @@
 """Every step from an encoded image to the network's input, for training, evaluation, classify.py and export alike.
 
-Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP, WebP), resize (ours: the shorter side to 256; Caffe's: a
-256x256 warp), crop (ours 224, Caffe's 227; random for training; random, centre or ten crops for evaluation), augment
-(training only), order the channels (ours RGB, Caffe's BGR) and subtract the per-channel mean; pixels stay on the
-0..255 scale, as in the seed, the paper and Caffe. A run's `Preprocessing` is the "preprocessing" block of its
-config.json, which every script reads. No other module holds a preprocessing constant.
+Decode to RGB (JPEG, grayscale and CMYK too, PNG, GIF, BMP, WebP), turn upright as a JPEG's EXIF orientation says,
+resize (ours: the shorter side to 256; Caffe's: a 256x256 warp), crop (ours 224, Caffe's 227; random for training;
+random, centre or ten crops for evaluation), augment (training only), order the channels (ours RGB, Caffe's BGR) and
+subtract the per-channel mean; pixels stay on the 0..255 scale, as in the seed, the paper and Caffe. A run's
+`Preprocessing` is the "preprocessing" block of its config.json, which every script reads. No other module holds a
+preprocessing constant.
 """
 
 import dataclasses
