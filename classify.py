@@ -22,9 +22,7 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
     parser.add_argument(
         "images",
         nargs="+",

@@ -46,7 +46,7 @@ import re
 import numpy as np
 import scipy.io
 
-from errors import DataError, check_counts, check_size, check_writable, inside
+from errors import DataError, HelpFormatter, check_counts, check_size, check_writable, inside
 
 DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
@@ -395,7 +395,7 @@ def get_args_parser():
 
     parser = argparse.ArgumentParser(
         description="Writes prepared shards of an ILSVRC2012 folder, or the sample dataset.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     task = parser.add_mutually_exclusive_group(required=True)
     task.add_argument(

@@ -1,6 +1,6 @@
 """The errors a user meets, and how every script reports them: one line naming the path or value and the fix; the
 checks of flags every script makes before its work (counts, paths it will write); and the two checks on files from
-elsewhere that every reader makes (size, and names that stay inside their folder).
+elsewhere that every reader makes (size, and names that stay inside their folder); and the form of their --help.
 
 A `UsageError` (a missing folder, a bad flag, a file not in the expected layout) ends a script with exit code 2
 before anything is written; a `RunError` (divergence, a full disk, a lost worker) stops a run that had started,
@@ -8,6 +8,7 @@ with exit code 1 and the latest complete checkpoint named; `Stopped` is a run st
 state saved.
 """
 
+import argparse
 import contextlib
 import os
 import pathlib
@@ -38,6 +39,16 @@ class Stopped(Exception):
     def __init__(self, message, signum):
         super().__init__(message)
         self.signum = signum
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """argparse's, without the "(default: None)" or "(default: False)" it adds to a flag that has no value until
+    given, and without a second default where the help already says what the flag defaults to."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in action.help:
+            return action.help
+        return super()._get_help_string(action)
 
 
 @contextlib.contextmanager

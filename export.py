@@ -29,9 +29,7 @@ SIGNATURE = "serving_default"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
     parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the SavedModel into (must not exist)")
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder to export")
     parser.add_argument(

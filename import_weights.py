@@ -37,9 +37,7 @@ FORMAT = "bvlc_alexnet.npy"  # the TensorFlow community's conversion of Caffe's 
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
     parser.add_argument("weights", help=f"the weight file ({FORMAT} or one of its format)")
     parser.add_argument("--ckpt-dir", default=run_folder.IMPORTED_CKPT_DIR, help="run folder to write")
     parser.add_argument("--data-dir", help="ILSVRC2012 folder whose data/meta.mat names the classes")

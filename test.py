@@ -29,9 +29,7 @@ SEED = 0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument(
         "--data-dir",

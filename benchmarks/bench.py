@@ -79,9 +79,7 @@ PREPARE_REPEATS = 2  # preparing is slower and steadier than reading
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
     parser.add_argument("--json", metavar="PATH", help="also write the figures to this JSON file")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check that every figure is produced")
     parser.add_argument(

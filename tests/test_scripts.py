@@ -283,6 +283,9 @@ HELP_DEFAULTS = {
     },
     "classify.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--seed": 0},
     "data_reader.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
+    "import_weights.py": {"--ckpt-dir": run_folder.IMPORTED_CKPT_DIR},
+    "export.py": {"--ckpt-dir": run_folder.CKPT_DIR},
+    os.path.join("benchmarks", "bench.py"): {"--data-dir": "generated ImageNet-like JPEGs"},
 }
 
 
@@ -294,6 +297,9 @@ def test_help_shows_the_defaults(script):
     for flag, default in HELP_DEFAULTS[script].items():
         text = " ".join(next(option for option in options if re.match(rf"\s*(-\w+, )?{flag}\b", option)).split())
         assert f"default: {default}" in text, (flag, text)
+    for option in options[1:]:
+        text = " ".join(option.split())
+        assert text.count("(default") <= 1 and "(default: None)" not in text and "(default: False)" not in text, text
 
 
 def test_tensorflow_start_up_is_quiet_unless_the_user_sets_its_log_level(tmp_path):
