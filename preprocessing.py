@@ -190,6 +190,7 @@ def upright(image, orientation):
 
         return turn
 
+    startup.onednn_uint8_notice_held_back()
     return tf.switch_case(orientation - 1, [turned(*turn) for turn in EXIF_ORIENTATIONS])
 
 

@@ -4,13 +4,15 @@ TensorFlow 2.21 prints a screen of C++ lines when it loads (oneDNN, "Could not f
 without a GPU "E0000 … failed call to cuInit"), some of them before TF_CPP_MIN_LOG_LEVEL takes effect, so that a
 user's first sight of a working script reads as a failure. Unless TF_CPP_MIN_LOG_LEVEL is set (then the user's level
 rules and nothing is hidden), this sets it to 2 (errors only) and holds back what TensorFlow writes to the standard
-error while it loads and looks for devices, and oneDNN's once-a-process complaint about uint8 on some CPUs; if
-loading fails, what was held back is written out. The decoding passes that expect broken files (the unreadable-image
-scan, classify.py's probe) hold back libjpeg's complaints the same way (`decoder_noise_held_back`). And the tf.data
-passes read once to their end run without autotuning (`read_once`).
+error while it loads and looks for devices; if loading fails, what was held back is written out. The decoding passes
+that expect broken files (the unreadable-image scan, classify.py's probe) hold back libjpeg's complaints the same way
+(`decoder_noise_held_back`), and so does the EXIF turn oneDNN's once-a-process complaint about uint8
+(`onednn_uint8_notice_held_back`). And the tf.data passes read once to their end run without autotuning
+(`read_once`).
 """
 
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -52,11 +54,18 @@ if QUIET:
         import tensorflow as tf
 
         tf.config.list_physical_devices("GPU")  # CUDA's initialisation prints the cuInit error here
-        # oneDNN logs once a process, as an error, that it leaves uint8 to TensorFlow's own kernels on some CPUs with
-        # AVX-512 (the AMD EPYC here): the first uint8 transpose (the EXIF turn) would print it mid-run
-        tf.transpose(tf.zeros((1, 1, 1), tf.uint8))
 else:
     import tensorflow as tf
+
+
+@functools.cache
+def onednn_uint8_notice_held_back():
+    """oneDNN logs once a process, as an error, that it leaves uint8 to TensorFlow's own kernels on some CPUs with
+    AVX-512 (the AMD EPYC here): provoked here, held back unless the user set TensorFlow's log level, before the EXIF
+    turn's first uint8 transpose would print it mid-run. Called where the turn is built, not at import: running an op
+    fixes the devices, which train.py's strategy may still split."""
+    with tf.init_scope(), decoder_noise_held_back():
+        tf.transpose(tf.zeros((1, 1, 1), tf.uint8))
 
 
 def read_once(dataset):
