@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import zlib
@@ -72,13 +73,17 @@ def save_config(ckpt_dir, config):
 @contextlib.contextmanager
 def staging_beside(target, what):
     """A temporary folder beside `target` (on its disk, so that moving the result in is a rename), removed when the
-    block ends however it ends; a full disk or a size limit while writing `what` is a CheckpointWriteError."""
-    absolute = os.path.abspath(target)
-    os.makedirs(os.path.dirname(absolute), exist_ok=True)
+    block ends however it ends; a full disk or a size limit while writing `what` is a CheckpointWriteError. The
+    folders that killed writers of this machine left beside `target` are removed first, each named."""
+    parent, name = os.path.split(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    prefix = f".staging-{name}-{socket.gethostname()}-"
+    for left in left_by_killed_writers(parent, prefix):
+        shutil.rmtree(left, ignore_errors=True)
+        print(f"Removed {left}, left by a killed writer of {what}")
     # os.mkdir, not tempfile.mkdtemp: mkdtemp's mode is 0700, and the folder becomes the export or the run, which
     # should be as readable as any other folder of the user's (a TF Serving container runs as another user)
-    staging = os.path.join(os.path.dirname(absolute), f".staging-{os.path.basename(absolute)}-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)  # what a killed process of the same number left
+    staging = os.path.join(parent, f"{prefix}{os.getpid()}")
     os.mkdir(staging)
     try:
         yield staging
@@ -89,6 +94,31 @@ def staging_beside(target, what):
         ) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def left_by_killed_writers(parent, prefix):
+    """The folders in `parent` named `prefix` and a process number that is no longer running (or is this process's:
+    a number reused): what SIGKILL, SIGTERM or a power cut left of an export or an import, a model's size each. The
+    prefix holds the machine's name, so that a writer running on another machine sharing the disk is not one."""
+    left = []
+    for entry in os.scandir(parent):
+        number = entry.name.removeprefix(prefix)
+        if entry.name.startswith(prefix) and number.isdigit() and not running_elsewhere(int(number)):
+            left.append(entry.path)
+    return sorted(left)
+
+
+def running_elsewhere(pid):
+    """Whether process `pid` of this machine, other than this one, is running."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: running
+        return True
+    return True
 
 
 def config_path(ckpt_dir):

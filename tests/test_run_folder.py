@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 
 import numpy as np
@@ -355,3 +356,28 @@ def test_ctrl_c_outside_training_is_one_line_and_the_shell_s_exit_code(capsys):
     with pytest.raises(SystemExit) as exit, errors.reported(parser):
         raise KeyboardInterrupt
     assert exit.value.code == 130 and capsys.readouterr().err.strip() == "test.py: interrupted (Ctrl-C)"
+
+
+def test_what_killed_writers_left_beside_a_target_is_removed_and_named(tmp_path, capsys):
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    running = subprocess.Popen(["sleep", "60"])
+    left = {
+        "killed": tmp_path / f".staging-export-{host}-{gone.pid}",
+        "running": tmp_path / f".staging-export-{host}-{running.pid}",
+        "another machine's": tmp_path / f".staging-export-elsewhere-{gone.pid}",
+        "another target's": tmp_path / f".staging-export2-{host}-{gone.pid}",
+    }
+    for folder in left.values():
+        (folder / "variables").mkdir(parents=True)
+    try:
+        with run_folder.staging_beside(tmp_path / "export", "the SavedModel") as staging:
+            assert os.path.isdir(staging) and os.path.dirname(staging) == str(tmp_path)
+    finally:
+        running.kill()
+        running.wait()
+    assert not os.path.exists(staging)
+    kept = [name for name, folder in left.items() if folder.exists()]
+    assert kept == ["running", "another machine's", "another target's"]
+    assert capsys.readouterr().out == f"Removed {left['killed']}, left by a killed writer of the SavedModel\n"
