@@ -6,7 +6,7 @@ user's first sight of a working script reads as a failure. Unless TF_CPP_MIN_LOG
 rules and nothing is hidden), this sets it to 2 (errors only) and holds back what TensorFlow writes to the standard
 error while it loads and looks for devices; if loading fails, what was held back is written out. The decoding passes
 that expect broken files (the unreadable-image scan, classify.py's probe) hold back libjpeg's complaints the same way
-(`decoder_noise_held_back`), and so does the EXIF turn oneDNN's once-a-process complaint about uint8
+(`decoder_noise_held_back`), and the EXIF turn holds back oneDNN's once-a-process complaint about uint8
 (`onednn_uint8_notice_held_back`). And the tf.data passes read once to their end run without autotuning
 (`read_once`).
 """
@@ -60,10 +60,11 @@ else:
 
 @functools.cache
 def onednn_uint8_notice_held_back():
-    """oneDNN logs once a process, as an error, that it leaves uint8 to TensorFlow's own kernels on some CPUs with
-    AVX-512 (the AMD EPYC here): provoked here, held back unless the user set TensorFlow's log level, before the EXIF
-    turn's first uint8 transpose would print it mid-run. Called where the turn is built, not at import: running an op
-    fixes the devices, which train.py's strategy may still split."""
+    """oneDNN logs once a process, as an error, that it leaves uint8 to TensorFlow's own kernels (on any CPU: its
+    words "only on platforms with AVX-512" are printed on this AVX-512 AMD EPYC too): provoked here, held back unless
+    the user set TensorFlow's log level, before the EXIF turn's first uint8 transpose would print it mid-run. Called
+    where the turn is built, not at import: running an op fixes the devices, which train.py's strategy may still
+    split."""
     with tf.init_scope(), decoder_noise_held_back():
         tf.transpose(tf.zeros((1, 1, 1), tf.uint8))
 
