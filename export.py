@@ -36,7 +36,7 @@ def get_args_parser():
         "--crops", choices=EXPORT_CROPS, default=CROPS, help="center: one centre crop; ten: corners, centre, mirrors"
     )
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes returned per image")
-    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it exists")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT_DIR if it holds an earlier export")
     return parser
 
 
@@ -78,12 +78,24 @@ def main(args):
     errors.check_writable(args.out_dir, "OUT_DIR")
     if os.path.exists(args.out_dir) and not args.overwrite:
         raise errors.UsageError(f"{args.out_dir} exists: pass --overwrite to replace it, or choose another OUT_DIR")
+    check_replaceable(args.out_dir)
     alexnet.set_precision("float32")
     model, config = alexnet.load_trained(args.ckpt_dir)
     classifier = Classifier(model, config, args.crops, args.top_k)
     print(f"Exporting {args.ckpt_dir} ({args.crops} crops, top {classifier.top_k}) to {args.out_dir} ...")
     write_saved_model(args.out_dir, classifier, config)
     print(f"Wrote {args.out_dir}: signature {SIGNATURE}, images (encoded, [N]) -> classes, wnids, names, scores")
+
+
+def check_replaceable(out_dir):
+    """A UsageError unless `out_dir` is missing, empty or an earlier export: --overwrite removes the folder whole,
+    and a run folder, the clone or a home folder given as OUT_DIR by mistake must not go with it."""
+    names = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
+    if names and run_folder.SAVED_MODEL_FILE not in names:
+        raise errors.UsageError(
+            f"{out_dir} holds {', '.join(names[:3])}{', ...' if len(names) > 3 else ''} and no SavedModel: "
+            "--overwrite replaces only an earlier export (or an empty folder); choose another OUT_DIR"
+        )
 
 
 def write_saved_model(out_dir, classifier, config):

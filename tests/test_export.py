@@ -117,6 +117,22 @@ def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_
     with pytest.raises(errors.UsageError, match="exists: pass --overwrite"):
         export.main(export.get_args_parser().parse_args([str(tmp_path / "out"), "--ckpt-dir", str(one_step_run)]))
     assert (tmp_path / "out" / "keep").read_text() == "mine"
+    run_before = sorted(os.listdir(one_step_run))
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for name in ("README.md", "train.py", run_folder.CKPT_DIR, "lussari.jpg"):
+        (clone / name).write_text("mine")
+    for out_dir in (tmp_path / "out", one_step_run, clone):  # a folder of the user's, the run itself, a clone
+        overwrite = (str(out_dir), "--ckpt-dir", str(one_step_run), "--overwrite")
+        with pytest.raises(errors.UsageError, match="and no SavedModel: --overwrite replaces only an earlier export"):
+            export.main(export.get_args_parser().parse_args(overwrite))
+    assert (tmp_path / "out" / "keep").read_text() == "mine" and sorted(os.listdir(one_step_run)) == run_before
+    assert len(os.listdir(clone)) == 4
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / run_folder.SAVED_MODEL_FILE).write_bytes(b"")
+    for replaceable in ("empty", "earlier", "missing"):
+        export.check_replaceable(str(tmp_path / replaceable))
 
 
 def test_the_readme_s_python_example_runs_from_a_program_outside_the_clone(one_step_run, tmp_path):
