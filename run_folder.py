@@ -20,10 +20,10 @@ removed by the next train.py.
 
 import contextlib
 import fcntl
-import glob
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import socket
@@ -47,6 +47,8 @@ MACHINE_PATHS = ("data_dir", "log_dir")  # config.json's folders of the machine 
 CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
+CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_PREFIX}-\d+(\.index|\.data-\d+-of-\d+|_temp)")  # TensorFlow's names: a
+# checkpoint's files, and the folder of a save not yet finished
 LOCK_NAME = "train.lock"
 LOGS_NAME = "logs"  # TensorBoard's folder inside the run: each run's curves apart, and replaced with it
 KEEP_CHECKPOINTS = 3  # ours
@@ -219,9 +221,16 @@ def restore(checkpoint, path, partial=False):
 
 def run_files(ckpt_dir):
     """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
-    its TensorBoard logs."""
-    names = (CONFIG_NAME, CHECKPOINT_INDEX, CHECKPOINT_PREFIX + "-*", LOGS_NAME)
-    return sorted(path for name in names for path in glob.glob(os.path.join(glob.escape(ckpt_dir), name)))
+    its TensorBoard logs; nothing in a folder without config.json (which a run writes before any other file), so
+    that a folder of the user's given as --ckpt-dir, such as the clone with its ckpt-alexnet/ and logs/, holds no
+    run and loses nothing to --overwrite."""
+    if not os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME)):
+        return []
+    return sorted(
+        entry.path
+        for entry in os.scandir(ckpt_dir)
+        if entry.name in (CONFIG_NAME, CHECKPOINT_INDEX, LOGS_NAME) or CHECKPOINT_FILE.fullmatch(entry.name)
+    )
 
 
 def log_dir_for(ckpt_dir, log_dir, run=None):
@@ -240,9 +249,9 @@ def log_dir_to_keep(ckpt_dir, log_dir):
 def unfinished_saves(ckpt_dir):
     """The `ckpt-N_temp` folders that a kill in the middle of a save leaves behind."""
     return [
-        path
-        for path in glob.glob(os.path.join(glob.escape(ckpt_dir), CHECKPOINT_PREFIX + "-*_temp"))
-        if os.path.isdir(path)
+        entry.path
+        for entry in os.scandir(ckpt_dir)
+        if entry.name.endswith("_temp") and entry.is_dir() and CHECKPOINT_FILE.fullmatch(entry.name)
     ]
 
 

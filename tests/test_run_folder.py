@@ -381,3 +381,18 @@ def test_what_killed_writers_left_beside_a_target_is_removed_and_named(tmp_path,
     kept = [name for name, folder in left.items() if folder.exists()]
     assert kept == ["running", "another machine's", "another target's"]
     assert capsys.readouterr().out == f"Removed {left['killed']}, left by a killed writer of the SavedModel\n"
+
+
+def test_a_folder_of_the_user_s_holds_no_run_and_a_run_s_files_are_named_exactly(tmp_path):
+    (tmp_path / run_folder.CKPT_DIR).mkdir()  # the clone given as --ckpt-dir: its run folder and other things
+    (tmp_path / run_folder.CKPT_DIR / run_folder.CONFIG_NAME).write_text("{}")
+    (tmp_path / run_folder.LOGS_NAME).mkdir()
+    (tmp_path / "ckpt-notes.txt").write_text("mine")
+    assert run_folder.run_files(str(tmp_path)) == []
+    made = [run_folder.CONFIG_NAME, run_folder.CHECKPOINT_INDEX, "ckpt-5.index", "ckpt-5.data-00000-of-00001"]
+    for name in made:
+        (tmp_path / name).write_text("run")
+    (tmp_path / "ckpt-7_temp").mkdir()
+    expected = sorted(str(tmp_path / name) for name in [*made, "ckpt-7_temp", run_folder.LOGS_NAME])
+    assert run_folder.run_files(str(tmp_path)) == expected
+    assert run_folder.unfinished_saves(str(tmp_path)) == [str(tmp_path / "ckpt-7_temp")]
