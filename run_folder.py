@@ -223,9 +223,11 @@ def run_files(ckpt_dir):
     """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
     its TensorBoard logs; nothing in a folder without config.json (which a run writes before any other file), so
     that a folder of the user's given as --ckpt-dir, such as the clone with its ckpt-alexnet/ and logs/, holds no
-    run and loses nothing to --overwrite."""
+    run and loses nothing to --overwrite. A config.json that is not a run's (another program's) is a
+    CheckpointError: the folder is not ours to write or clear."""
     if not os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME)):
         return []
+    load_config(ckpt_dir)
     return sorted(
         entry.path
         for entry in os.scandir(ckpt_dir)

@@ -18,6 +18,7 @@ import tensorflow as tf
 import alexnet
 import data_reader
 import errors
+import preprocessing
 import run_folder
 from conftest import (
     ROOT,
@@ -389,8 +390,19 @@ def test_a_folder_of_the_user_s_holds_no_run_and_a_run_s_files_are_named_exactly
     (tmp_path / run_folder.LOGS_NAME).mkdir()
     (tmp_path / "ckpt-notes.txt").write_text("mine")
     assert run_folder.run_files(str(tmp_path)) == []
+    (tmp_path / run_folder.CONFIG_NAME).write_text('{"editor.tabSize": 4}')  # another program's
+    with pytest.raises(errors.CheckpointError, match="config.json is not a run's config .*: pass another --ckpt-dir"):
+        run_folder.run_files(str(tmp_path))
+    config = {
+        "architecture": alexnet.architecture(num_classes=2),
+        "classes": [{"wnid": "n1", "words": "one"}, {"wnid": "n2", "words": "two"}],
+        "preprocessing": preprocessing.Preprocessing(mean=[120.0, 110.0, 100.0]).to_config(),
+        "settings": None,
+        "unreadable": {"train": [], "val": []},
+    }
+    run_folder.save_config(str(tmp_path), config)
     made = [run_folder.CONFIG_NAME, run_folder.CHECKPOINT_INDEX, "ckpt-5.index", "ckpt-5.data-00000-of-00001"]
-    for name in made:
+    for name in made[1:]:
         (tmp_path / name).write_text("run")
     (tmp_path / "ckpt-7_temp").mkdir()
     expected = sorted(str(tmp_path / name) for name in [*made, "ckpt-7_temp", run_folder.LOGS_NAME])
