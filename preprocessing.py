@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 import startup
-from errors import DataError
+from errors import DataError, check_size
 
 # Paper §2 and §4.1; the ten-crop test takes corners and centre of the central RESIZE_SHORTER square
 RESIZE_SHORTER = 256  # shorter side rescaled to 256
@@ -66,6 +66,9 @@ EXIF_ORIENTATION_ENTRY = (
 # Ours: a header declaring more pixels than this is refused before anything is decoded (a decompression bomb would
 # otherwise allocate gigabytes); 100 megapixels is 300 MB as RGB, far above a camera photograph's 12 to 50.
 MAX_IMAGE_PIXELS = 100_000_000
+# Ours: classify.py refuses a larger file before reading it whole (a video given by mistake would fill the memory);
+# 100 megapixels stored uncompressed, 16 bits a channel with alpha, is 800 MB
+MAX_IMAGE_BYTES = 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,6 +379,7 @@ def load_image_crops(path, spec, crops, k_crops, seed=0):
         raise DataError(f"{path} is a folder: give its image files, such as {os.path.join(path, '*.jpg')}")
     if not os.path.isfile(path):
         raise DataError(f"image {path} not found: give the path of a JPEG, PNG, GIF or BMP file")
+    check_size(path, MAX_IMAGE_BYTES, DataError, "give a JPEG, PNG, GIF or BMP file")
     encoded = tf.io.read_file(path)
     try:
         with startup.decoder_noise_held_back():

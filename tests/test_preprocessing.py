@@ -45,6 +45,13 @@ def test_webp_headers_bound_the_pixels_as_other_formats_do(tmp_path):
         preprocessing.eval_crops(tf.constant(bytes(data)), preprocessing.Preprocessing(), "center", 1, [0, 0])
 
 
+def test_classify_s_loader_refuses_a_file_larger_than_any_image_before_reading_it(tmp_path):
+    with open(tmp_path / "film.jpg", "wb") as film:  # sparse: no disk taken, and 1 GB in memory if it were read
+        film.truncate(preprocessing.MAX_IMAGE_BYTES + 1)
+    with pytest.raises(DataError, match="film.jpg has 1,073,741,825 bytes, more than the 1,073,741,824 any real one"):
+        preprocessing.load_image_crops(str(tmp_path / "film.jpg"), preprocessing.Preprocessing(), "center", 1)
+
+
 def jpeg_bytes(image, **save):
     out = io.BytesIO()
     image.save(out, "JPEG", **save)
