@@ -30,7 +30,9 @@ SIGNATURE = "serving_default"
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=errors.HelpFormatter)
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write the SavedModel into (must not exist)")
+    parser.add_argument(
+        "out_dir", metavar="OUT_DIR", help="folder to write the SavedModel into (a new one, or an earlier export)"
+    )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder to export")
     parser.add_argument(
         "--crops", choices=EXPORT_CROPS, default=CROPS, help="center: one centre crop; ten: corners, centre, mirrors"
