@@ -54,6 +54,12 @@ def parse_records(records):
 
 def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARDS):
     """Writes the images of `source_dir` (ILSVRC2012 layout) into `out_dir` as prepared shards (layout above)."""
+    source, out = os.path.realpath(source_dir), os.path.realpath(out_dir)
+    if os.path.commonpath([source, out]) == source:
+        raise DataError(
+            f"OUT_DIR {out_dir} is inside the dataset {source_dir}, which its shards would change: write them beside "
+            f"it, such as {source.rstrip(os.sep)}-prepared"
+        )
     if data_reader.is_prepared(out_dir):
         print(f"{out_dir} already holds the prepared shards")
         return

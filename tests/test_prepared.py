@@ -169,3 +169,13 @@ def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_
     assert "dataset folder" in error and "nowhere not found" in error
     error = one_line_error(run_main("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
     assert "holds prepared shards already" in error
+
+
+def test_prepare_into_the_dataset_itself_is_a_one_line_error_that_writes_nothing(tiny_data, tmp_path, one_line_error):
+    dataset = tmp_path / "ILSVRC2012"
+    shutil.copytree(tiny_data, dataset)
+    before = sorted(str(path.relative_to(dataset)) for path in dataset.rglob("*"))
+    for out_dir in (dataset, dataset / data_reader.TRAIN_DIR, "."):
+        error = one_line_error(run_main("data_reader.py", "--prepare", dataset, out_dir, cwd=dataset))
+        assert f"is inside the dataset {dataset}, which its shards would change: write them beside it" in error
+    assert sorted(str(path.relative_to(dataset)) for path in dataset.rglob("*")) == before
