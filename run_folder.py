@@ -223,11 +223,15 @@ def run_files(ckpt_dir):
     """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
     its TensorBoard logs; nothing in a folder without config.json (which a run writes before any other file), so
     that a folder of the user's given as --ckpt-dir, such as the clone with its ckpt-alexnet/ and logs/, holds no
-    run and loses nothing to --overwrite. A config.json that is not a run's (another program's) is a
-    CheckpointError: the folder is not ours to write or clear."""
+    run and loses nothing to --overwrite. A config.json that is not a run's (another program's), or a SavedModel's
+    (export.py's copy), is a CheckpointError: the folder is not ours to write or clear."""
     if not os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME)):
         return []
     load_config(ckpt_dir)
+    if os.path.exists(os.path.join(ckpt_dir, SAVED_MODEL_FILE)):
+        raise CheckpointError(
+            f"{ckpt_dir} is a SavedModel written by export.py, not a run folder: choose another --ckpt-dir"
+        )
     return sorted(
         entry.path
         for entry in os.scandir(ckpt_dir)

@@ -408,3 +408,6 @@ def test_a_folder_of_the_user_s_holds_no_run_and_a_run_s_files_are_named_exactly
     expected = sorted(str(tmp_path / name) for name in [*made, "ckpt-7_temp", run_folder.LOGS_NAME])
     assert run_folder.run_files(str(tmp_path)) == expected
     assert run_folder.unfinished_saves(str(tmp_path)) == [str(tmp_path / "ckpt-7_temp")]
+    (tmp_path / run_folder.SAVED_MODEL_FILE).write_bytes(b"")  # export.py's folder, which holds the run's config
+    with pytest.raises(errors.CheckpointError, match="is a SavedModel written by export.py, not a run folder"):
+        run_folder.run_files(str(tmp_path))
