@@ -31,7 +31,7 @@ def get_args_parser():
     )
     parser.add_argument("--ckpt-dir", default=run_folder.CKPT_DIR, help="run folder written by train.py")
     parser.add_argument("--top-k", type=int, default=TOP_K, help="classes to print")
-    parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged")
+    parser.add_argument("--k-crops", type=int, help=f"random crops averaged, with --crops random (default: {K_CROPS})")
     parser.add_argument(
         "--crops",
         choices=preprocessing.EVAL_CROPS,
@@ -44,14 +44,16 @@ def get_args_parser():
 
 def main(args):
     errors.check_counts(args, "top_k", "k_crops")
+    preprocessing.check_k_crops(args.crops, args.k_crops)
+    k_crops = args.k_crops or K_CROPS
     model, config = alexnet.load_trained(args.ckpt_dir)
     spec = preprocessing.from_config(config)
-    averaged = alexnet.crop_averaging(model, preprocessing.crops_per_image(args.crops, args.k_crops))
+    averaged = alexnet.crop_averaging(model, preprocessing.crops_per_image(args.crops, k_crops))
     several = len(args.images) > 1
     unreadable = []
     for number, path in enumerate(args.images):
         try:
-            crops = preprocessing.load_image_crops(path, spec, args.crops, args.k_crops, args.seed)
+            crops = preprocessing.load_image_crops(path, spec, args.crops, k_crops, args.seed)
         except errors.DataError as error:
             if not several:
                 raise

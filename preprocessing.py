@@ -16,7 +16,7 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 import startup
-from errors import DataError, check_size
+from errors import DataError, check_flag, check_size
 
 # Paper §2 and §4.1; the ten-crop test takes corners and centre of the central RESIZE_SHORTER square
 RESIZE_SHORTER = 256  # shorter side rescaled to 256
@@ -360,6 +360,16 @@ def image_crops(image, spec, crops, k_crops, seed, xla=True):
 
 def crops_per_image(crops, k_crops):
     return {"random": k_crops, "center": 1, "ten": 10}[crops]
+
+
+def check_k_crops(crops, k_crops):
+    """--k-crops counts random crops: given with --crops center or ten, whose crops are fixed, it is a mistake."""
+    check_flag(
+        "k-crops",
+        k_crops,
+        k_crops is None or crops == "random",
+        f"left out with --crops {crops}, which takes {crops_per_image(crops, None)} crop(s) an image",
+    )
 
 
 def _crop_at(image, fy, fx, size, image_extent):

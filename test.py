@@ -37,7 +37,9 @@ def get_args_parser():
         f"{data_reader.DATA_DIR}; {sample_dataset.SAMPLE_DIR} with --sample)",
     )
     parser.add_argument("--sample", action="store_true", help="evaluate on the generated sample dataset")
-    parser.add_argument("--k-crops", type=int, default=K_CROPS, help="random crops averaged per image")
+    parser.add_argument(
+        "--k-crops", type=int, help=f"random crops averaged per image, with --crops random (default: {K_CROPS})"
+    )
     parser.add_argument(
         "--crops",
         choices=preprocessing.EVAL_CROPS,
@@ -62,6 +64,7 @@ def get_args_parser():
 
 def main(args):
     errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
+    preprocessing.check_k_crops(args.crops, args.k_crops)
     if args.json:
         errors.check_writable(args.json, "--json", kind="file")
     alexnet.set_precision(args.precision)
@@ -100,7 +103,7 @@ def validation_set(args, config, data_dir):
 
 def evaluate(model, config, split, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
-    k = preprocessing.crops_per_image(args.crops, args.k_crops)
+    k = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
     top_k = min(args.top_k, len(config["classes"]))  # of 3 classes, the top-5 would always hold the truth
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)

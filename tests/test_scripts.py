@@ -221,6 +221,16 @@ def test_counts_below_one_are_one_line_errors_before_anything_is_read(command, f
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("command", [("test.py",), ("classify.py", "lussari.jpg")])
+def test_k_crops_with_fixed_crops_is_a_one_line_error(command, tmp_path, one_line_error):
+    shutil.copy(os.path.join(ROOT, "lussari.jpg"), tmp_path)
+    for crops, taken in (("ten", 10), ("center", 1)):
+        error = one_line_error(run_main(*command, "--crops", crops, "--k-crops", 3, cwd=tmp_path))
+        assert error.endswith(
+            f"--k-crops 3 cannot work: it must be left out with --crops {crops}, which takes {taken} crop(s) an image"
+        )
+
+
 BLOCKED_OUTPUTS = [
     ("train.py", "-scratch", "--ckpt-dir", "a-file"),
     ("train.py", "-scratch", "--ckpt-dir", "a-file/run"),
