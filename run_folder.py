@@ -191,12 +191,11 @@ def latest_checkpoint(ckpt_dir):
     a checkpoint."""
     config_path(ckpt_dir)
     path = tf.train.latest_checkpoint(ckpt_dir)
-    if path is None and os.path.exists(os.path.join(ckpt_dir, SAVED_MODEL_FILE)):
-        raise CheckpointError(
-            f"{ckpt_dir} is a SavedModel written by export.py, not a run folder: pass the run it was exported from "
-            "as --ckpt-dir, or load it with tf.saved_model.load (README, Serve it)"
-        )
     if path is None:
+        check_not_an_export(
+            ckpt_dir,
+            "pass the run it was exported from as --ckpt-dir, or load it with tf.saved_model.load (README, Serve it)",
+        )
         raise CheckpointError(
             f"no checkpoint in {ckpt_dir}: the run saved none yet; "
             "train with `python train.py -scratch` (or -resume) first"
@@ -219,6 +218,13 @@ def restore(checkpoint, path, partial=False):
         ) from None
 
 
+def check_not_an_export(ckpt_dir, fix):
+    """A CheckpointError naming `fix` when `ckpt_dir` is export.py's SavedModel folder, which holds the run's
+    config.json and no checkpoint."""
+    if os.path.exists(os.path.join(ckpt_dir, SAVED_MODEL_FILE)):
+        raise CheckpointError(f"{ckpt_dir} is a SavedModel written by export.py, not a run folder: {fix}")
+
+
 def run_files(ckpt_dir):
     """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
     its TensorBoard logs; nothing in a folder without config.json (which a run writes before any other file), so
@@ -228,10 +234,7 @@ def run_files(ckpt_dir):
     if not os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME)):
         return []
     load_config(ckpt_dir)
-    if os.path.exists(os.path.join(ckpt_dir, SAVED_MODEL_FILE)):
-        raise CheckpointError(
-            f"{ckpt_dir} is a SavedModel written by export.py, not a run folder: choose another --ckpt-dir"
-        )
+    check_not_an_export(ckpt_dir, "choose another --ckpt-dir")
     return sorted(
         entry.path
         for entry in os.scandir(ckpt_dir)
