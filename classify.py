@@ -3,7 +3,7 @@
 python classify.py lussari.jpg
 """
 
-import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import sys
@@ -11,9 +11,7 @@ import sys
 import numpy as np
 
 import alexnet
-import errors
-import preprocessing
-import run_folder
+from alexnet_tf import errors, preprocessing, run_folder
 
 TOP_K = 5  # the seed's
 K_CROPS = 5  # the seed's

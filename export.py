@@ -9,7 +9,7 @@ too, PNG, GIF, BMP bytes; tf.string, shape [N]), and returns, best first, `class
 also holds the run's config.json. TF Serving wants it as a numbered version folder: models/alexnet/1.
 """
 
-import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import os
@@ -18,9 +18,7 @@ import shutil
 import tensorflow as tf
 
 import alexnet
-import errors
-import preprocessing
-import run_folder
+from alexnet_tf import errors, preprocessing, run_folder
 
 CROPS = "center"  # the cheapest; "ten" is the paper's test
 EXPORT_CROPS = ("center", "ten")  # the deterministic ones: a served answer does not change between calls
@@ -81,8 +79,8 @@ def main(args):
     if os.path.exists(args.out_dir) and not args.overwrite:
         raise errors.UsageError(f"{args.out_dir} exists: pass --overwrite to replace it, or choose another OUT_DIR")
     check_replaceable(args.out_dir)
-    alexnet.set_precision("float32")
-    model, config = alexnet.load_trained(args.ckpt_dir)
+    with alexnet.precision("float32"):
+        model, config = alexnet.load_trained(args.ckpt_dir)
     classifier = Classifier(model, config, args.crops, args.top_k)
     print(f"Exporting {args.ckpt_dir} ({args.crops} crops, top {classifier.top_k}) to {args.out_dir} ...")
     write_saved_model(args.out_dir, classifier, config)

@@ -15,7 +15,7 @@ The classes come from the devkit's meta.mat (`--data-dir`) or Caffe's synset_wor
 their WNIDs must agree. Nothing is written into --ckpt-dir unless the whole import succeeds.
 """
 
-import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import hashlib
@@ -28,10 +28,7 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-import errors
-import preprocessing
-import run_folder
-import weights_file
+from alexnet_tf import errors, preprocessing, run_folder, weights_file
 
 FORMAT = "bvlc_alexnet.npy"  # the TensorFlow community's conversion of Caffe's bvlc_alexnet.caffemodel
 

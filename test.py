@@ -4,7 +4,7 @@ the softmax averaged over K crops of every image.
     python test.py --k-crops 5 --crops random
 """
 
-import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import json
@@ -14,12 +14,7 @@ import keras
 
 import alexnet
 import data_reader
-import errors
-import input_pipeline
-import preprocessing
-import progress
-import run_folder
-import sample_dataset
+from alexnet_tf import errors, input_pipeline, preprocessing, progress, run_folder, sample_dataset
 
 K_CROPS = 5  # the seed's K_CROPS: its 57.31% / 80.31% averaged 5 random crops
 CROPS = "random"  # the seed's; "ten" is the paper's test (§4.1), "center" the cheapest
@@ -67,9 +62,9 @@ def main(args):
     preprocessing.check_k_crops(args.crops, args.k_crops)
     if args.json:
         errors.check_writable(args.json, "--json", kind="file")
-    alexnet.set_precision(args.precision)
     checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
-    model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
+    with alexnet.precision(args.precision):
+        model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample, run=config)
     split = validation_set(args, config, data_dir)
     unreadable = input_pipeline.find_unreadable(split, "validation images")

@@ -4,7 +4,7 @@ checkpoints, config.json and TensorBoard's summaries in --ckpt-dir.
     python train.py -scratch --sample
 """
 
-import startup  # noqa: F401  (first: quiets TensorFlow's start-up)
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import os
@@ -13,14 +13,9 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-import distribute
-import errors
-import input_pipeline
-import preprocessing
-import run_folder
-import sample_dataset
-import settings as run_settings
-import training
+from alexnet_tf import distribute, errors, input_pipeline, preprocessing, run_folder, sample_dataset
+from alexnet_tf import settings as run_settings
+from alexnet_tf import training
 
 
 def get_args_parser():

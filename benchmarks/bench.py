@@ -3,8 +3,10 @@ through our input pipeline against decoding alone and a plain PIL+numpy loader o
 throughput, the training step in float32 and bf16 against dense matmuls measured alongside, and train.py end to end
 against its bare step. The pipeline figures are on generated ImageNet-like JPEGs, or on a sample of yours:
 
-    python benchmarks/bench.py --data-dir ILSVRC2012 --json bench.json
+    python -m benchmarks.bench --data-dir ILSVRC2012 --json bench.json
 """
+
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
 import contextlib
@@ -17,25 +19,25 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
 
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
+import alexnet
+import data_reader
+from alexnet_tf import (
+    errors,
+    input_pipeline,
+    prepared_shards,
+    preprocessing,
+    run_folder,
+    sample_dataset,
+    startup,
+    training,
+)
 
-import startup  # noqa: E402  (quiets TensorFlow's start-up)
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import alexnet  # noqa: E402
-import data_reader  # noqa: E402
-import errors  # noqa: E402
-import input_pipeline  # noqa: E402
-import prepared_shards  # noqa: E402
-import preprocessing  # noqa: E402
-import run_folder  # noqa: E402
-import sample_dataset  # noqa: E402
-import training  # noqa: E402
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the clone, whose train.py is measured
 
 # The generated ImageNet-like JPEGs: photographic content, 300-1600 px wide, about 500x375 on average
 IMAGES = 320

@@ -2,7 +2,7 @@
 scripts that checks their one-line errors, the config of a training run, and the order in which the two pytest-xdist
 workers take the test files."""
 
-import startup  # noqa: F401  (first, as in every script: quiets TensorFlow's start-up here too)
+from alexnet_tf import startup  # noqa: F401  (first, as in every script: quiets TensorFlow's start-up here too)
 
 import contextlib
 import functools
@@ -21,13 +21,16 @@ import pytest
 from PIL import Image
 
 import data_reader
-import errors
-import keras
-import sample_dataset
+from alexnet_tf import errors
+from alexnet_tf import sample_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The scripts run as a user runs them: TensorFlow's start-up logs left to startup.py
-SCRIPT_ENV = {name: value for name, value in os.environ.items() if name != "TF_CPP_MIN_LOG_LEVEL"}
+# The scripts run as a user runs them: TensorFlow's start-up logs left to
+# startup.py, and with the clone importable as `pip install .` makes it (benchmarks/bench.py, tests/killing_train.py)
+SCRIPT_ENV = {
+    **{name: value for name, value in os.environ.items() if name not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")},
+    "PYTHONPATH": ROOT,
+}
 DECODABLE = ("gray", "cmyk", "png", "gif", "bmp")
 UNREADABLE = ("truncated", "empty", "text", "bomb")
 # The test files in the order the two pytest-xdist workers take them (whole files, pytest.ini), longest first so
@@ -69,7 +72,7 @@ def tiny_data(tmp_path_factory):
 @pytest.fixture(scope="session")
 def prepared_data(tiny_data, tmp_path_factory):
     """tiny_data as prepared shards: 3 training shards, 2 validation shards."""
-    import prepared_shards
+    from alexnet_tf import prepared_shards
 
     out = str(tmp_path_factory.mktemp("prepared") / "ILSVRC2012-prepared")
     prepared_shards.prepare(tiny_data, out, train_shards=3, val_shards=2)
@@ -142,12 +145,12 @@ def run_main(script, *args, cwd=ROOT):
     importing and exporting scripts, and for the mistakes a script refuses before it trains. Training keeps its
     process (train.py sets op determinism and logical devices for the whole process), and so does each script in
     the tests of what a user types (README commands, start-up quietness). Returns a CompletedProcess, as run_script
-    does; the global Keras dtype policy a script may set is put back."""
+    does."""
     module = script_module(script)
     parser = module.get_args_parser()
     parser.prog = script
     stdout, stderr = io.StringIO(), io.StringIO()
-    policy, previous_cwd = keras.config.dtype_policy(), os.getcwd()
+    previous_cwd = os.getcwd()
     returncode = 0
     try:
         os.chdir(cwd)
@@ -157,7 +160,6 @@ def run_main(script, *args, cwd=ROOT):
         returncode = exit.code
     finally:
         os.chdir(previous_cwd)
-        keras.config.set_dtype_policy(policy)
     return subprocess.CompletedProcess([script, *args], returncode, stdout.getvalue(), stderr.getvalue())
 
 

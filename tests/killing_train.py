@@ -7,18 +7,19 @@ KILL_AT=saving:6 python tests/killing_train.py -resume ...        killed in the 
 KILL_AT=SIGTERM-before-step:8 python tests/killing_train.py ...   sent SIGTERM when step 7 is done, before step 8
 """
 
+import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
+
 import os
 import runpy
 import signal
 import sys
 
+import keras
+import tensorflow as tf
+
+from alexnet_tf import training
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-import training  # noqa: E402
 
 
 def killed(signum=signal.SIGKILL):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import alexnet
-import errors
+from alexnet_tf import errors, network
 
 
 def test_parameter_counts_of_both_variants():
@@ -33,13 +33,21 @@ def test_shapes_and_layer_names():
 
 
 def test_logits_stay_float32_under_mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
+    with alexnet.precision("bf16"):
         model = alexnet.alexnet(num_classes=5)
-        assert model.get_layer("fc7").compute_dtype == "bfloat16"
-        assert model(np.ones((1, 224, 224, 3), np.float32)).dtype == tf.float32
+    assert model.get_layer("fc7").compute_dtype == "bfloat16"
+    assert model(np.ones((1, 224, 224, 3), np.float32)).dtype == tf.float32
+
+
+def test_precision_is_restored_after_its_block_even_when_it_raises():
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        with pytest.raises(ZeroDivisionError), alexnet.precision("bf16"):
+            assert keras.config.dtype_policy().name == "mixed_bfloat16"
+            raise ZeroDivisionError
+        assert keras.config.dtype_policy().name == "mixed_float16"
     finally:
-        keras.mixed_precision.set_global_policy("float32")
+        keras.config.set_dtype_policy("float32")
 
 
 def test_initialisation_follows_the_paper():
@@ -56,7 +64,7 @@ def test_lrn_is_the_papers_formula():
     padded = np.pad(a**2, [(0, 0), (0, 0), (0, 0), (2, 2)])
     sums = sum(padded[..., i : i + 8] for i in range(5))
     expected = a / (2 + 1e-4 * sums) ** 0.75
-    np.testing.assert_allclose(alexnet.LocalResponseNormalization()(a), expected, rtol=1e-5)
+    np.testing.assert_allclose(network.LocalResponseNormalization()(a), expected, rtol=1e-5)
 
 
 def reference_lrn(a, depth_radius, bias, alpha, beta):
@@ -80,7 +88,7 @@ OTHER_LRN = {"depth_radius": 3, "bias": 1.0, "alpha": 1e-4, "beta": 0.5}  # a be
 
 
 @pytest.mark.parametrize(
-    "constants", [alexnet.PAPER_LRN, alexnet.CAFFE_BVLC["lrn"], OTHER_LRN], ids=["paper", "caffe", "other"]
+    "constants", [network.PAPER_LRN, alexnet.CAFFE_BVLC["lrn"], OTHER_LRN], ids=["paper", "caffe", "other"]
 )
 def test_lrn_and_its_gradient_match_the_formula_in_float64(constants):
     """Training's fused LRN, inference's TF kernel and tf.nn.local_response_normalization against the formula
@@ -94,7 +102,7 @@ def test_lrn_and_its_gradient_match_the_formula_in_float64(constants):
     )
     assert np.max(np.abs(expected - a)) > 0.3 * np.max(a)
     for dtype, rtol in ((tf.float32, 1e-5), (tf.bfloat16, 2**-7)):
-        layer = alexnet.LocalResponseNormalization(**constants, dtype=dtype.name)
+        layer = network.LocalResponseNormalization(**constants, dtype=dtype.name)
         candidates = {
             "fused": functools.partial(layer, training=True),
             "tf kernel": functools.partial(layer, training=False),
@@ -130,7 +138,7 @@ def test_grouped_convolution_on_channel_slices_equals_keras_groups(dtype, tolera
     """conv2's shape: 5x5, 96 -> 256 channels in two groups; the same kernel in both layers, forward and gradients."""
     rng = np.random.default_rng(0)
     inputs = tf.constant(rng.normal(0, 1, (2, 13, 13, 96)), tf.float32)
-    ours = alexnet.GroupedConv2D(256, 5, padding="same", groups=2, dtype=dtype)
+    ours = network.GroupedConv2D(256, 5, padding="same", groups=2, dtype=dtype)
     keras_groups = keras.layers.Conv2D(256, 5, padding="same", groups=2, dtype=dtype)
     weights = [rng.normal(0, 0.05, (5, 5, 48, 256)).astype(np.float32), rng.normal(0, 1, 256).astype(np.float32)]
     assert_same_layer(ours, keras_groups, inputs, weights, tolerance)
@@ -167,10 +175,10 @@ def test_kernel_gradient_by_blocks_equals_the_convolutions(side, kernel, stride)
     expected = tape.gradient(outputs, weights, output_gradients=upstream)
     unknown_sides = [tf.TensorSpec((None, None, None, channels)) for channels in (3, 8)]  # as in a training loop
     by_blocks = tf.function(
-        lambda x, dy: alexnet.kernel_gradient_by_blocks(x, dy, weights.shape, stride), input_signature=unknown_sides
+        lambda x, dy: network.kernel_gradient_by_blocks(x, dy, weights.shape, stride), input_signature=unknown_sides
     )
     for ours in (
-        alexnet.kernel_gradient_by_blocks(images, upstream, weights.shape, stride),
+        network.kernel_gradient_by_blocks(images, upstream, weights.shape, stride),
         by_blocks(images, upstream),
     ):
         np.testing.assert_allclose(ours, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
@@ -180,13 +188,13 @@ def test_kernel_gradient_by_blocks_equals_the_convolutions(side, kernel, stride)
 def test_conv1_equals_keras_conv2d_forward_and_gradients(dtype, tolerance, by_blocks, monkeypatch):
     """conv1's shape after the paper's padding; in bf16 its kernel gradient is computed by blocks."""
     calls = []
-    by_blocks_function = alexnet.kernel_gradient_by_blocks
+    by_blocks_function = network.kernel_gradient_by_blocks
     monkeypatch.setattr(alexnet, "kernel_gradient_by_blocks", lambda *a: calls.append(1) or by_blocks_function(*a))
     rng = np.random.default_rng(1)
     inputs = tf.constant(rng.normal(0, 50, (2, 228, 228, 3)), tf.float32)
     weights = [rng.normal(0, 0.01, (11, 11, 3, 96)).astype(np.float32), rng.normal(0, 1, 96).astype(np.float32)]
     assert_same_layer(
-        alexnet.StridedConv2D(96, 11, strides=4, dtype=dtype),
+        network.StridedConv2D(96, 11, strides=4, dtype=dtype),
         keras.layers.Conv2D(96, 11, strides=4, dtype=dtype),
         inputs,
         weights,

@@ -6,8 +6,7 @@ import scipy.io
 from PIL import Image
 
 import data_reader
-import errors
-import sample_dataset
+from alexnet_tf import errors, sample_dataset
 
 
 # Leaf IDs deliberately not in sorted-WNID order, internal synsets interleaved, rows not in ID order.

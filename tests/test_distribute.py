@@ -11,10 +11,7 @@ import numpy as np
 import pytest
 
 import alexnet
-import distribute
-import errors
-import run_folder
-import settings
+from alexnet_tf import distribute, errors, run_folder, settings
 import train
 from conftest import SCRIPT_ENV, flags, run_script, script_command
 

@@ -19,10 +19,9 @@ from PIL import Image
 import alexnet
 import classify
 import data_reader
-import errors
+from alexnet_tf import errors
 import export
-import preprocessing
-import run_folder
+from alexnet_tf import preprocessing, run_folder
 
 # Run in a fresh interpreter whose path holds no module of this project
 LOAD_AND_SERVE = """
@@ -72,7 +71,6 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
     )
     assert served.returncode == 0, served.stderr
     out = json.loads(served.stdout)
-    alexnet.set_precision("float32")  # classify.py's
     config = run_folder.load_config(str(one_step_run))
     for row, image in enumerate(images):
         names, scores = classify_py(str(one_step_run), image, crops, capsys)
@@ -153,7 +151,6 @@ def test_the_readme_s_python_example_runs_from_a_program_outside_the_clone(one_s
 
 
 def test_alexnet_with_weights_is_the_run_s_model(one_step_run):
-    alexnet.set_precision("float32")
     trained, config = alexnet.load_trained(str(one_step_run))
     batch = np.random.default_rng(0).uniform(-100, 100, (2, 224, 224, 3)).astype(np.float32)
     logits = trained(batch).numpy()

@@ -15,11 +15,9 @@ from PIL import Image
 
 import alexnet
 import data_reader
-import errors
+from alexnet_tf import errors
 import import_weights
-import input_pipeline
-import preprocessing
-import sample_dataset
+from alexnet_tf import input_pipeline, preprocessing, sample_dataset
 
 # Caffe's bvlc_alexnet in TensorFlow's layout: conv weights HWIO, one group's input channels
 SHAPES = {
@@ -110,8 +108,8 @@ def imported(devkit, tmp_path_factory):
 
 
 def load_float32(run):
-    alexnet.set_precision("float32")
-    return alexnet.load_trained(str(run))
+    with alexnet.precision("float32"):
+        return alexnet.load_trained(str(run))
 
 
 @pytest.mark.slow

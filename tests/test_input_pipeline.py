@@ -9,10 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import data_reader
-import errors
-import input_pipeline
-import preprocessing
-import run_folder
+from alexnet_tf import errors, input_pipeline, preprocessing, run_folder
 
 STREAM = {"spec": preprocessing.Preprocessing(), "batch_size": 4, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
 TWO_EPOCHS = {"batch_size": 8, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}

@@ -10,8 +10,7 @@ from PIL import Image
 
 import alexnet
 import data_reader
-import errors
-import sample_dataset
+from alexnet_tf import errors, sample_dataset
 
 CLASSES = ("Zebra", "apple", "cat")  # sorted: "Zebra" < "apple" < "cat", as sorted() and ImageFolder order them
 
@@ -132,8 +131,8 @@ def test_a_grayscale_png_class_folder_reads(tmp_path):
 
 
 def test_prepared_shards_of_class_folders_hold_the_same_split(folders, tmp_path):
-    import input_pipeline
-    import prepared_shards
+    from alexnet_tf import input_pipeline
+    from alexnet_tf import prepared_shards
 
     prepared_shards.prepare(str(folders), str(tmp_path / "prepared"), train_shards=2, val_shards=1)
     assert [s.wnid for s in data_reader.load_classes(str(tmp_path / "prepared"))] == list(CLASSES)

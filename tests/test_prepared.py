@@ -1,4 +1,4 @@
-"""Prepared shards (data_reader.py --prepare): the folder's images and labels, resumable, read like the folder."""
+"""Prepared shards (prepare_data.py --prepare): the folder's images and labels, resumable, read like the folder."""
 
 import os
 import re
@@ -10,10 +10,7 @@ import pytest
 import tensorflow as tf
 
 import data_reader
-import input_pipeline
-import prepared_shards
-import preprocessing
-import run_folder
+from alexnet_tf import input_pipeline, prepared_shards, preprocessing, run_folder
 from conftest import flags, run_main, run_script
 
 
@@ -164,10 +161,10 @@ def test_shards_cut_short_after_preparing_are_a_one_line_error(prepared_data, on
 
 def test_prepare_from_no_dataset_or_a_prepared_one_is_a_one_line_error(prepared_data, tmp_path, one_line_error):
     error = one_line_error(
-        run_main("data_reader.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
+        run_main("prepare_data.py", "--prepare", tmp_path / "nowhere", tmp_path / "out", cwd=tmp_path)
     )
     assert "dataset folder" in error and "nowhere not found" in error
-    error = one_line_error(run_main("data_reader.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
+    error = one_line_error(run_main("prepare_data.py", "--prepare", prepared_data, tmp_path / "out", cwd=tmp_path))
     assert "holds prepared shards already" in error
 
 
@@ -176,6 +173,6 @@ def test_prepare_into_the_dataset_itself_is_a_one_line_error_that_writes_nothing
     shutil.copytree(tiny_data, dataset)
     before = sorted(str(path.relative_to(dataset)) for path in dataset.rglob("*"))
     for out_dir in (dataset, dataset / data_reader.TRAIN_DIR, "."):
-        error = one_line_error(run_main("data_reader.py", "--prepare", dataset, out_dir, cwd=dataset))
+        error = one_line_error(run_main("prepare_data.py", "--prepare", dataset, out_dir, cwd=dataset))
         assert f"is inside the dataset {dataset}, which its shards would change: write them beside it" in error
     assert sorted(str(path.relative_to(dataset)) for path in dataset.rglob("*")) == before

@@ -10,8 +10,8 @@ import tensorflow as tf
 from PIL import Image, ImageOps
 
 import data_reader
-import preprocessing
-from errors import DataError
+from alexnet_tf import preprocessing
+from alexnet_tf.errors import DataError
 from conftest import exif_segment, tagged
 
 

@@ -5,7 +5,7 @@ import io
 import keras
 import pytest
 
-import progress
+from alexnet_tf import progress
 
 
 @pytest.fixture

@@ -11,9 +11,7 @@ import scipy.io
 import tensorflow as tf
 
 import data_reader
-import input_pipeline
-import preprocessing
-import sample_dataset
+from alexnet_tf import input_pipeline, preprocessing, sample_dataset
 import train
 from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_main, run_script, write_image_kinds
 

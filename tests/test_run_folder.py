@@ -17,9 +17,7 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-import errors
-import preprocessing
-import run_folder
+from alexnet_tf import errors, preprocessing, run_folder
 from conftest import (
     ROOT,
     SCRIPT_ENV,

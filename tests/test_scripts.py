@@ -13,10 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 import alexnet
-import preprocessing
-import run_folder
-import settings
-import training
+from alexnet_tf import preprocessing, run_folder, settings, training
 from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script, run_script_in_a_terminal
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
@@ -205,10 +202,10 @@ COUNT_FLAGS = [
     (("classify.py", "lussari.jpg"), "--top-k", 0),
     (("classify.py", "lussari.jpg"), "--k-crops", -3),
     (("export.py", "out"), "--top-k", 0),
-    (("data_reader.py", "--prepare", "ILSVRC2012", "out"), "--train-shards", 0),
-    (("data_reader.py", "--prepare", "ILSVRC2012", "out"), "--val-shards", -1),
-    (("data_reader.py", "--make-sample", "out"), "--train-per-class", 0),
-    (("data_reader.py", "--make-sample", "out"), "--val-per-class", -1),
+    (("prepare_data.py", "--prepare", "ILSVRC2012", "out"), "--train-shards", 0),
+    (("prepare_data.py", "--prepare", "ILSVRC2012", "out"), "--val-shards", -1),
+    (("prepare_data.py", "--make-sample", "out"), "--train-per-class", 0),
+    (("prepare_data.py", "--make-sample", "out"), "--val-per-class", -1),
 ]
 
 
@@ -238,8 +235,8 @@ BLOCKED_OUTPUTS = [
     ("test.py", "--json", "a-file/results.json"),
     ("test.py", "--json", "a-folder"),
     ("export.py", "a-file", "--overwrite"),
-    ("data_reader.py", "--prepare", "ILSVRC2012", "a-file"),
-    ("data_reader.py", "--make-sample", "a-file/sample"),
+    ("prepare_data.py", "--prepare", "ILSVRC2012", "a-file"),
+    ("prepare_data.py", "--make-sample", "a-file/sample"),
     ("import_weights.py", "bvlc_alexnet.npy", "--ckpt-dir", "a-file"),
 ]
 
@@ -293,7 +290,7 @@ HELP_DEFAULTS = {
         "--data-dir": "the run's own, else ILSVRC2012",
     },
     "classify.py": {"--k-crops": 5, "--crops": "random", "--top-k": 5, "--seed": 0},
-    "data_reader.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
+    "prepare_data.py": {"--train-shards": 1024, "--val-shards": 128, "--train-per-class": 40, "--val-per-class": 10},
     "import_weights.py": {"--ckpt-dir": run_folder.IMPORTED_CKPT_DIR},
     "export.py": {"--ckpt-dir": run_folder.CKPT_DIR},
     os.path.join("benchmarks", "bench.py"): {"--data-dir": "generated ImageNet-like JPEGs"},

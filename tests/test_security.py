@@ -11,10 +11,7 @@ import numpy as np
 import pytest
 
 import data_reader
-import errors
-import prepared_shards
-import run_folder
-import sample_dataset
+from alexnet_tf import errors, prepared_shards, run_folder, sample_dataset
 import train
 from conftest import SCRIPT_ENV, script_command, two_step_run
 

@@ -13,8 +13,7 @@ import tensorflow as tf
 from PIL import Image
 
 import alexnet
-import preprocessing
-import training
+from alexnet_tf import preprocessing, training
 from conftest import SCRIPT_ENV, script_command, script_module
 
 
@@ -87,15 +86,13 @@ def test_bench_ratios_pair_the_rounds_and_rates_take_the_best():
 def test_mixed_precision_trains_with_float32_logits_and_finite_loss(precision, training_config):
     config = training_config(num_classes=4, lr=0.001, batch_size=1, precision=precision)
     config["architecture"]["image_size"] = 64  # the least that pool5 takes: CPUs have no fast fp16 kernels
-    try:
-        model, _, _ = training.build_training(config)
-        images = np.random.default_rng(0).normal(0, 50, (1, 64, 64, 3)).astype(np.float32)
-        losses = [model.train_on_batch(images, np.array([2]))[0] for _ in range(2)]
-        assert model(images).dtype == tf.float32
-        assert model.get_layer("fc7").compute_dtype == alexnet.PRECISIONS[precision].split("_")[1]
-        assert all(np.isfinite(losses))
-    finally:
-        alexnet.set_precision("float32")
+    model, _, _ = training.build_training(config)
+    images = np.random.default_rng(0).normal(0, 50, (1, 64, 64, 3)).astype(np.float32)
+    losses = [model.train_on_batch(images, np.array([2]))[0] for _ in range(2)]
+    assert model(images).dtype == tf.float32
+    assert model.get_layer("fc7").compute_dtype == alexnet.PRECISIONS[precision].split("_")[1]
+    assert all(np.isfinite(losses))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is left as it was
 
 
 @pytest.mark.slow

@@ -6,8 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-import errors
-import weights_file
+from alexnet_tf import errors, weights_file
 
 
 def layers():

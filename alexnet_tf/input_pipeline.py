@@ -1,5 +1,5 @@
 """The tf.data pipelines of training and evaluation, and the passes over a training set that a new run makes once
-(the unreadable-image scan and the mean); they read a `data_reader.Split` of image files or prepared shards.
+(the unreadable-image scan and the mean); they read a `datasets.Split` of image files or prepared shards.
 
 The training stream is a function of the step alone: each epoch's order is drawn from (seed, epoch), each image's
 crop and augmentation from (seed, epoch, position), so that a resumed run sees exactly what an uninterrupted one
@@ -14,11 +14,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-import errors
-import preprocessing
-import prepared_shards
-import progress
-import startup
+from alexnet_tf import errors, prepared_shards, preprocessing, progress, startup
 
 MEAN_MAX_IMAGES = 10_000  # ours: the mean is estimated on a random subset of this many training images
 SHARDS_IN_FLIGHT = 4  # ours: prepared shards read at once by a training pipeline (about 200 MB of ImageNet's)
@@ -120,7 +116,7 @@ def as_prepared(split):
             raise
         raise errors.DataError(
             f"the prepared shards in {os.path.dirname(split.paths[0])} hold fewer images than when they were prepared "
-            f"({counts[2]} where {counts[1]} were expected; a shard changed since): run data_reader.py --prepare on "
+            f"({counts[2]} where {counts[1]} were expected; a shard changed since): run prepare_data.py --prepare on "
             "the image folders again"
         ) from None
 

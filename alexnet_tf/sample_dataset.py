@@ -1,11 +1,11 @@
-"""The sample dataset: a small ILSVRC2012 in the exact layout (see data_reader.py), generated, so that every script
+"""The sample dataset: a small ILSVRC2012 in the exact layout (see datasets.py), generated, so that every script
 runs without ImageNet; and the devkit's meta.mat writer, which the sample and the tests share.
 
 Ten classes with real WNIDs and words (alp, church, valley, ...), leaf IDs deliberately not in sorted-WNID order,
 internal (non-leaf) synsets present, as in the devkit; JPEGs of varied sizes and aspect ratios, some grayscale, each
 class with its own hue and stripe pattern; a flat validation folder with its ground-truth file.
 
-    python data_reader.py --make-sample ILSVRC2012-sample
+    python prepare_data.py --make-sample ILSVRC2012-sample
 """
 
 import os
@@ -15,8 +15,8 @@ import numpy as np
 import scipy.io
 from PIL import Image
 
-import data_reader
-from errors import DataError
+from alexnet_tf import datasets
+from alexnet_tf.errors import DataError
 
 SAMPLE_DIR = "ILSVRC2012-sample"  # where --sample puts it when --data-dir is left at its default
 LEAVES = (
@@ -63,16 +63,16 @@ def data_dir_for(data_dir, sample, run=None):
                 f"the run's dataset folder {data_dir} (from its config.json) is not found: pass --data-dir with where "
                 "it is now"
             )
-    data_dir = data_dir or data_reader.DATA_DIR
+    data_dir = data_dir or datasets.DATA_DIR
     if not sample:
-        return data_reader.existing_data_dir(data_dir)
-    if data_dir == data_reader.DATA_DIR:
+        return datasets.existing_data_dir(data_dir)
+    if data_dir == datasets.DATA_DIR:
         data_dir = SAMPLE_DIR
-    if os.path.isfile(os.path.join(data_dir, data_reader.META_MAT)):
+    if os.path.isfile(os.path.join(data_dir, datasets.META_MAT)):
         return data_dir
     if os.path.isdir(data_dir) and os.listdir(data_dir):
         raise DataError(
-            f"{data_dir} holds files but no {data_reader.META_MAT}: --sample writes the sample only into "
+            f"{data_dir} holds files but no {datasets.META_MAT}: --sample writes the sample only into "
             "a missing or empty folder; pass another --data-dir"
         )
     print(f"Generating the sample dataset in {data_dir} ...")
@@ -101,21 +101,21 @@ def make_sample(out_dir, train_per_class=TRAIN_PER_CLASS, val_per_class=VAL_PER_
     num_classes = len(LEAVES)
     os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
     for index, (wnid, _) in enumerate(LEAVES):
-        os.makedirs(os.path.join(out_dir, data_reader.TRAIN_DIR, wnid), exist_ok=True)
+        os.makedirs(os.path.join(out_dir, datasets.TRAIN_DIR, wnid), exist_ok=True)
         for n in range(train_per_class):
             draw(index, num_classes, rng).save(
-                os.path.join(out_dir, data_reader.TRAIN_DIR, wnid, f"{wnid}_{n + 1}.JPEG"), quality=90
+                os.path.join(out_dir, datasets.TRAIN_DIR, wnid, f"{wnid}_{n + 1}.JPEG"), quality=90
             )
     val_labels = rng.permutation(np.repeat(np.arange(num_classes), val_per_class))
-    os.makedirs(os.path.join(out_dir, data_reader.VAL_DIR), exist_ok=True)
+    os.makedirs(os.path.join(out_dir, datasets.VAL_DIR), exist_ok=True)
     for n, label in enumerate(val_labels):
-        path = os.path.join(out_dir, data_reader.VAL_DIR, data_reader.VAL_NAME.format(n + 1))
+        path = os.path.join(out_dir, datasets.VAL_DIR, datasets.VAL_NAME.format(n + 1))
         draw(label, num_classes, rng).save(path, quality=90)
-    with open(os.path.join(out_dir, data_reader.GROUND_TRUTH), "w") as f:
+    with open(os.path.join(out_dir, datasets.GROUND_TRUTH), "w") as f:
         f.writelines(f"{label + 1}\n" for label in val_labels)
     leaves = [(i + 1, wnid, words, ()) for i, (wnid, words) in enumerate(LEAVES)]
     internal = [(len(leaves) + i + 1, wnid, words, children) for i, (wnid, words, children) in enumerate(INTERNAL)]
-    write_meta_mat(os.path.join(out_dir, data_reader.META_MAT), leaves + internal, train_per_class)
+    write_meta_mat(os.path.join(out_dir, datasets.META_MAT), leaves + internal, train_per_class)
 
 
 def write_meta_mat(path, rows, train_per_class=1):

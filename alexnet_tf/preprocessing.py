@@ -15,8 +15,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-import startup
-from errors import DataError, check_flag, check_size
+from alexnet_tf import startup
+from alexnet_tf.errors import DataError, check_flag, check_size
 
 # Paper §2 and §4.1; the ten-crop test takes corners and centre of the central RESIZE_SHORTER square
 RESIZE_SHORTER = 256  # shorter side rescaled to 256

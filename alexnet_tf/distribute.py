@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from errors import UsageError
+from alexnet_tf.errors import UsageError
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 CPU_REPLICAS = 2  # logical devices --strategy mirrored splits a GPU-less machine into, to exercise the path

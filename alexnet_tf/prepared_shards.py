@@ -16,7 +16,7 @@ writes only the shards missing.
         data/meta.mat, data/ILSVRC2012_validation_ground_truth.txt   copied from the source
         prepared.json                                        shards, their record counts, classes, skipped files
 
-    python data_reader.py --prepare ILSVRC2012 ILSVRC2012-prepared
+    python prepare_data.py --prepare ILSVRC2012 ILSVRC2012-prepared
 """
 
 import json
@@ -26,11 +26,8 @@ import shutil
 import numpy as np
 import tensorflow as tf
 
-import data_reader
-import preprocessing
-import progress
-import startup
-from errors import DataError
+from alexnet_tf import datasets, preprocessing, progress, startup
+from alexnet_tf.errors import DataError
 
 TRAIN_SHARDS = 1024  # tensorflow/models build_imagenet_data.py
 VAL_SHARDS = 128  # tensorflow/models build_imagenet_data.py
@@ -60,14 +57,14 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
             f"OUT_DIR {out_dir} is inside the dataset {source_dir}, which its shards would change: write them beside "
             f"it, such as {source.rstrip(os.sep)}-prepared"
         )
-    if data_reader.is_prepared(out_dir):
+    if datasets.is_prepared(out_dir):
         print(f"{out_dir} already holds the prepared shards")
         return
-    synsets = data_reader.load_classes(source_dir)
+    synsets = datasets.load_classes(source_dir)
     plan = preparation_plan(source_dir, synsets, train_shards, val_shards)
     os.makedirs(os.path.join(out_dir, "data"), exist_ok=True)
     done = completed_shards(out_dir, plan)
-    for name in (data_reader.META_MAT, data_reader.GROUND_TRUTH):
+    for name in (datasets.META_MAT, datasets.GROUND_TRUTH):
         if os.path.isfile(os.path.join(source_dir, name)):
             shutil.copyfile(os.path.join(source_dir, name), os.path.join(out_dir, name))
     shards = [(name, entries) for part in SHARD_PARTS for name, entries in plan[part]]
@@ -97,7 +94,7 @@ def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARD
             for part in SHARD_PARTS
         },
     }
-    write_json(os.path.join(out_dir, data_reader.PREPARED_MANIFEST), manifest)
+    write_json(os.path.join(out_dir, datasets.PREPARED_MANIFEST), manifest)
     for name in (PLAN, LOG):
         os.remove(os.path.join(out_dir, name))
     print(
@@ -111,7 +108,7 @@ def preparation_plan(source_dir, synsets, train_shards, val_shards):
     and "val": training images shuffled so that every shard holds all classes, validation images in order."""
     plan = {}
     for part, shards in (("train", train_shards), ("val", val_shards)):
-        split = data_reader.read_split(source_dir, synsets, part)
+        split = datasets.read_split(source_dir, synsets, part)
         if split.prepared:
             raise DataError(f"{source_dir} holds prepared shards already: --prepare reads the ILSVRC2012 folders")
         images = split.num_images

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from errors import DataError
+from alexnet_tf.errors import DataError
 
 ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),  # an ndarray, as NumPy 1 (and the Python 2 file) pickles it

@@ -10,14 +10,8 @@ import math
 
 import tensorflow as tf
 
-import alexnet
-import data_reader
-import distribute
-import preprocessing
-import run_folder
-import sample_dataset
-import training
-from errors import CheckpointError, UsageError, check_flag, check_writable
+from alexnet_tf import datasets, distribute, network, preprocessing, run_folder, sample_dataset, training
+from alexnet_tf.errors import CheckpointError, UsageError, check_flag, check_writable
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
@@ -41,15 +35,15 @@ RUN_DEFAULTS = {
     "lr": training.LEARNING_RATE,
     "momentum": training.MOMENTUM,
     "weight_decay": training.WEIGHT_DECAY,
-    "dropout": alexnet.DROPOUT,
+    "dropout": network.DROPOUT,
     "augment": training.AUGMENT,
-    "groups": alexnet.GROUPS,
+    "groups": network.GROUPS,
     "steps_per_epoch": None,
     "seed": SEED,
     "deterministic": False,
     "precision": None,
     "save_every": SAVE_EVERY,
-    "val_fraction": data_reader.VAL_FRACTION,
+    "val_fraction": datasets.VAL_FRACTION,
     "init_from": None,
     "train_layers": training.ALL_LAYERS,
 }  # precision: the hardware's
@@ -109,7 +103,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
     cannot work."""
     values = {
         **RUN_DEFAULTS,
-        "precision": alexnet.default_precision(),
+        "precision": network.default_precision(),
         **(SAMPLE_DEFAULTS if args.sample else {}),
         **(FINETUNE_DEFAULTS if args.init_from else {}),
     }
@@ -184,15 +178,15 @@ def validate(settings, *, replicas, resumed):
         check_flag(flag, getattr(settings, flag.replace("-", "_")), holds, bound)
     check_writable(settings.ckpt_dir, "--ckpt-dir")
     check_writable(settings.log_dir, "--log-dir")
-    if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in alexnet.PRECISIONS:
+    if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in network.PRECISIONS:
         raise UsageError(
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
             "its config.json was edited; start another with -scratch"
         )
     trained = training.trained_layers(settings.train_layers)
-    if not trained or any(name not in alexnet.LAYER_NAMES for name in trained):
+    if not trained or any(name not in network.LAYER_NAMES for name in trained):
         raise UsageError(
-            f"--train-layers {settings.train_layers}: name layers of {','.join(alexnet.LAYER_NAMES)}, or say all"
+            f"--train-layers {settings.train_layers}: name layers of {','.join(network.LAYER_NAMES)}, or say all"
         )
     if settings.batch_size % replicas:
         whose = f"the run's batch size {settings.batch_size}" if resumed else f"--batch-size {settings.batch_size}"
@@ -207,7 +201,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--data-dir",
         help="ILSVRC2012 folder, a folder of your own classes, or prepared shards (default: -resume's the run's own, "
-        f"-scratch's {data_reader.DATA_DIR}; {sample_dataset.SAMPLE_DIR} with --sample)",
+        f"-scratch's {datasets.DATA_DIR}; {sample_dataset.SAMPLE_DIR} with --sample)",
     )
     parser.add_argument(
         "--sample",
@@ -236,7 +230,7 @@ def add_arguments(parser):
     hyper.add_argument(
         "--weight-decay", type=float, help=f"weight decay through momentum (default: {training.WEIGHT_DECAY})"
     )
-    hyper.add_argument("--dropout", type=float, help=f"dropout on fc6 and fc7 (default: {alexnet.DROPOUT})")
+    hyper.add_argument("--dropout", type=float, help=f"dropout on fc6 and fc7 (default: {network.DROPOUT})")
     hyper.add_argument(
         "--augment",
         choices=preprocessing.AUGMENTATIONS,
@@ -246,7 +240,7 @@ def add_arguments(parser):
         "--groups",
         type=int,
         choices=(1, 2),
-        help=f"1: single tower (the seed); 2: the paper's two columns (default: {alexnet.GROUPS})",
+        help=f"1: single tower (the seed); 2: the paper's two columns (default: {network.GROUPS})",
     )
     hyper.add_argument("--steps-per-epoch", type=int, help="steps an epoch (default: one pass over the training set)")
     hyper.add_argument("--seed", type=int, help=f"seed of initialisation, shuffling and augmentation (default: {SEED})")
@@ -259,8 +253,8 @@ def add_arguments(parser):
     )
     hyper.add_argument(
         "--precision",
-        choices=tuple(alexnet.PRECISIONS),
-        help=f"float32, or mixed precision with bf16 or fp16 (default: {alexnet.default_precision()} "
+        choices=tuple(network.PRECISIONS),
+        help=f"float32, or mixed precision with bf16 or fp16 (default: {network.default_precision()} "
         "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX; fp16 is for older GPUs, "
         "and emulated, slowly, on CPUs)",
     )
@@ -276,7 +270,7 @@ def add_arguments(parser):
         "--val-fraction",
         type=float,
         help="share of each class's images kept for validation when --data-dir has no val/ folder "
-        f"(default: {data_reader.VAL_FRACTION})",
+        f"(default: {datasets.VAL_FRACTION})",
     )
     tuning.add_argument(
         "--init-from",

@@ -35,8 +35,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import preprocessing
-from errors import CheckpointError, RunError, Stopped, check_size
+from alexnet_tf import preprocessing
+from alexnet_tf.errors import CheckpointError, RunError, Stopped, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 IMPORTED_CKPT_DIR = "ckpt-bvlc"  # import_weights.py's

@@ -12,14 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import alexnet
-import distribute
-import input_pipeline
-import preprocessing
-import progress
-import run_folder
-import startup
-from errors import RunError
+from alexnet_tf import distribute, input_pipeline, network, preprocessing, progress, run_folder, startup
+from alexnet_tf.errors import RunError
 
 # Optimisation, paper §5
 EPOCHS = 90  # "roughly 90 cycles through the training set"
@@ -183,9 +177,9 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
     if settings["deterministic"]:
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(settings["seed"])
-    alexnet.set_precision(settings["precision"])
+    network.set_precision(settings["precision"])
     with strategy.scope():
-        model = alexnet.alexnet(**config["architecture"])
+        model = network.alexnet(**config["architecture"])
         trained = trained_layers(settings.get("train_layers", ALL_LAYERS))
         for layer in model.layers:
             layer.trainable = layer.name in trained or not layer.weights
@@ -216,14 +210,14 @@ def build_training(config, jit_compile=False, strategy=None, steps_per_execution
 
 def trained_layers(train_layers):
     """The layers a run trains, from its train_layers setting: ALL_LAYERS, or comma-separated names."""
-    return alexnet.LAYER_NAMES if train_layers == ALL_LAYERS else tuple(train_layers.split(","))
+    return network.LAYER_NAMES if train_layers == ALL_LAYERS else tuple(train_layers.split(","))
 
 
 def transfer_weights(model, source_dir, classes):
     """Fine-tuning's start: the weights of the run in `source_dir` wherever their shapes fit `model`; fc8's rows of
     the classes both runs have (matched by WNID, or by folder name), fc8 new for the others."""
-    source, source_config = alexnet.load_trained(source_dir)
-    for name in alexnet.LAYER_NAMES[:-1]:
+    source, source_config = network.load_trained(source_dir)
+    for name in network.LAYER_NAMES[:-1]:
         weights = source.get_layer(name).get_weights()
         if [w.shape for w in weights] == [w.shape for w in model.get_layer(name).get_weights()]:
             model.get_layer(name).set_weights(weights)
