@@ -30,12 +30,11 @@ from alexnet_tf.network import (  # noqa: F401  (the builder and what goes with 
     NUM_CLASSES,
     PRECISIONS,
     alexnet,
-    architecture,
     crop_averaging,
     default_precision,
-    load_trained,
     precision,
 )
+from alexnet_tf.run_folder import load_trained  # noqa: F401  (a run folder's model, and its RunConfig)
 
 
 def AlexNet(  # noqa: N802  (the Keras-applications name)
@@ -73,8 +72,8 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
         full = network.alexnet(num_classes=classes)
     else:
         full, config = load_trained(weights)
-        if include_top and classes not in (network.NUM_CLASSES, len(config["classes"])):
-            raise ValueError(f"the run in {weights} has {len(config['classes'])} classes, not {classes}")
+        if include_top and classes not in (network.NUM_CLASSES, len(config.classes)):
+            raise ValueError(f"the run in {weights} has {len(config.classes)} classes, not {classes}")
     run_input = full.input_shape[1:]
     input_shape = tuple(input_shape or run_input)
     if include_top and input_shape != run_input:
@@ -116,7 +115,7 @@ def _smallest_side(feature_layers):
 def preprocess_input(images, config):
     """A batch of decoded RGB images (N, height, width, 3) on the 0..255 scale, as the run of `config` (its dict, or
     its run folder) evaluates them with centre crops (test.py --crops center): (N, crop, crop, 3), float32."""
-    spec = preprocessing.from_config(_config_of(config))
+    spec = _config_of(config).preprocessing
     images = tf.convert_to_tensor(images)
     if images.shape.rank != 4 or images.shape[-1] != 3:
         raise ValueError(
@@ -133,11 +132,10 @@ def preprocess_input(images, config):
 def decode_predictions(predictions, config, top=5):
     """For each row of `predictions` (N, classes), its `top` classes as (wnid, words, score) tuples, best first;
     names from the run of `config` (its dict, or its run folder)."""
-    classes = _config_of(config)["classes"]
+    classes = _config_of(config).classes
     predictions = np.asarray(predictions)
     return [
-        [(classes[i]["wnid"], classes[i]["words"], float(row[i])) for i in np.argsort(row)[::-1][:top]]
-        for row in predictions
+        [(classes[i].wnid, classes[i].words, float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in predictions
     ]
 
 

@@ -45,7 +45,7 @@ def main(args):
     preprocessing.check_k_crops(args.crops, args.k_crops)
     k_crops = args.k_crops or K_CROPS
     model, config = alexnet.load_trained(args.ckpt_dir)
-    spec = preprocessing.from_config(config)
+    spec = config.preprocessing
     averaged = alexnet.crop_averaging(model, preprocessing.crops_per_image(args.crops, k_crops))
     several = len(args.images) > 1
     unreadable = []
@@ -63,7 +63,7 @@ def main(args):
             print(("\n" if number else "") + path)
         print("AlexNet saw:")
         for index in np.argsort(probabilities)[::-1][: args.top_k]:
-            print(f"{config['classes'][index]['words']} - score: {probabilities[index]:.12g}")
+            print(f"{config.classes[index].words} - score: {probabilities[index]:.12g}")
     if unreadable:
         raise errors.DataError(f"{len(unreadable)} of {len(args.images)} images could not be read (named above)")
 

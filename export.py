@@ -46,11 +46,11 @@ class Classifier(tf.Module):
     def __init__(self, model, config, crops, top_k):
         super().__init__()
         self.model = model
-        self.spec = preprocessing.from_config(config)
+        self.spec = config.preprocessing
         self.crops, self.k_crops = crops, preprocessing.crops_per_image(crops, 1)
-        self.top_k = min(top_k, len(config["classes"]))
-        self.wnids = tf.constant([c["wnid"] for c in config["classes"]])
-        self.names = tf.constant([c["words"] for c in config["classes"]])
+        self.top_k = min(top_k, len(config.classes))
+        self.wnids = tf.constant([c.wnid for c in config.classes])
+        self.names = tf.constant([c.words for c in config.classes])
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def classify(self, images):
@@ -104,9 +104,7 @@ def write_saved_model(out_dir, classifier, config):
     with run_folder.staging_beside(out_dir, "the SavedModel") as staging:
         tf.saved_model.save(classifier, staging, signatures={SIGNATURE: classifier.classify})
         # the run's folders are paths of this machine: a model to share goes without them
-        run_folder.save_config(
-            staging, {key: value for key, value in config.items() if key not in run_folder.MACHINE_PATHS}
-        )
+        run_folder.save_config(staging, config.portable())
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(staging, out_dir)

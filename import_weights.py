@@ -28,7 +28,7 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-from alexnet_tf import errors, preprocessing, run_folder, weights_file
+from alexnet_tf import errors, preprocessing, run_config, run_folder, weights_file
 
 FORMAT = "bvlc_alexnet.npy"  # the TensorFlow community's conversion of Caffe's bvlc_alexnet.caffemodel
 
@@ -54,19 +54,20 @@ def main(args):
             f"{args.ckpt_dir} already holds a run: pass --overwrite to replace it, or choose another --ckpt-dir"
         )
     print(f"Reading {args.weights} ...")
-    architecture = alexnet.architecture(num_classes=data_reader.NUM_CLASSES, **alexnet.CAFFE_BVLC)
-    model = alexnet.alexnet(**architecture)
+    architecture = run_config.Architecture(num_classes=data_reader.NUM_CLASSES, **alexnet.CAFFE_BVLC)
+    model = architecture.build()
     layers = checked_layers(weights_file.load_pickled_dict(args.weights), args.weights, model)
     for name in alexnet.LAYER_NAMES:
         model.get_layer(name).set_weights(layers[name])
-    config = {
-        "architecture": architecture,
-        "classes": [{"wnid": s.wnid, "words": s.words} for s in classes],
-        "preprocessing": preprocessing.CAFFE.to_config(),
-        "settings": None,
-        "unreadable": {"train": [], "val": []},
-        "source": {"weights": os.path.abspath(args.weights), "sha256": sha256(args.weights), "format": FORMAT},
-    }
+    config = run_config.RunConfig(
+        architecture=architecture,
+        classes=tuple(run_config.ClassName(wnid=s.wnid, words=s.words) for s in classes),
+        preprocessing=preprocessing.CAFFE,
+        settings=None,
+        source=run_config.WeightsSource(
+            weights=os.path.abspath(args.weights), sha256=sha256(args.weights), format=FORMAT
+        ),
+    )
     write_run(args.ckpt_dir, model=model, config=config)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(

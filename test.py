@@ -91,15 +91,15 @@ def validation_set(args, config, data_dir):
     run's by WNID)."""
     synsets = data_reader.load_classes(data_dir)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    trained = config["settings"] or {}  # an imported run has none: read_split's defaults
-    split = {name: trained[name] for name in ("val_fraction", "seed") if name in trained}
+    trained = config.settings  # an imported run has none: read_split's defaults
+    split = {"val_fraction": trained.val_fraction, "seed": trained.seed} if trained else {}
     return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
 def evaluate(model, config, split, args):
     """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
     k = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
-    top_k = min(args.top_k, len(config["classes"]))  # of 3 classes, the top-5 would always hold the truth
+    top_k = min(args.top_k, len(config.classes))  # of 3 classes, the top-5 would always hold the truth
     print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
     averaged = alexnet.crop_averaging(model, k)
     averaged.compile(
@@ -112,7 +112,7 @@ def evaluate(model, config, split, args):
     )
     dataset = input_pipeline.eval_dataset(
         split,
-        spec=preprocessing.from_config(config),
+        spec=config.preprocessing,
         batch_size=args.batch_size,
         crops=args.crops,
         k_crops=k,

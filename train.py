@@ -7,15 +7,23 @@ checkpoints, config.json and TensorBoard's summaries in --ckpt-dir.
 import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
+import dataclasses
 import os
 
 import tensorflow as tf
 
-import alexnet
 import data_reader
-from alexnet_tf import distribute, errors, input_pipeline, preprocessing, run_folder, sample_dataset
-from alexnet_tf import settings as run_settings
-from alexnet_tf import training
+from alexnet_tf import (
+    distribute,
+    errors,
+    input_pipeline,
+    preprocessing,
+    run_config,
+    run_folder,
+    sample_dataset,
+    train_options,
+    training,
+)
 
 
 def get_args_parser():
@@ -37,7 +45,7 @@ def get_args_parser():
         const="resume",
         help="continue the run in --ckpt-dir from its latest checkpoint, with its own settings",
     )
-    run_settings.add_arguments(parser)
+    train_options.add_arguments(parser)
     return parser
 
 
@@ -47,59 +55,62 @@ def main(args):
     strategy = distribute.make_strategy(args.strategy, args.cpu_replicas)
     saved = run_folder.load_config(args.ckpt_dir) if args.mode == "resume" else None
     source = fine_tuning_source(args) if args.mode == "scratch" else None
-    settings = run_settings.resolve(args, saved=saved, source=source, replicas=strategy.num_replicas_in_sync)
+    options = train_options.resolve(args, saved=saved, source=source, replicas=strategy.num_replicas_in_sync)
+    if options.settings.deterministic:
+        tf.config.experimental.enable_op_determinism()  # for the whole process: the process is the run
     print(
         f"tf.distribute: {type(strategy).__name__.lstrip('_')}, {strategy.num_replicas_in_sync} replica(s)"
         + ("" if strategy.extended.should_checkpoint else "; the chief writes the run")
     )
-    data_dir = sample_dataset.data_dir_for(settings.data_dir, settings.sample, run=saved)
+    data_dir = sample_dataset.data_dir_for(options.data_dir, options.sample, run=saved)
     synsets = data_reader.load_classes(data_dir)
     wnids = [s.wnid for s in synsets]
-    order = None if saved is None else run_folder.class_order(saved, wnids, settings.ckpt_dir, data_dir)
-    split = {"val_fraction": settings.val_fraction, "seed": settings.seed}
+    order = None if saved is None else run_folder.class_order(saved, wnids, options.ckpt_dir, data_dir)
+    split = {"val_fraction": options.settings.val_fraction, "seed": options.settings.seed}
     train_split = data_reader.read_split(data_dir, synsets, "train", **split).relabeled(order)
     val_split = data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order)
-    if settings.mode == "scratch" and strategy.extended.should_checkpoint:
-        refuse_to_overwrite(settings)
-        os.makedirs(settings.ckpt_dir, exist_ok=True)
+    if options.mode == "scratch" and strategy.extended.should_checkpoint:
+        refuse_to_overwrite(options)
+        os.makedirs(options.ckpt_dir, exist_ok=True)
     with (
-        run_folder.worker_folders(settings.ckpt_dir, settings.log_dir, strategy) as (ckpt_dir, log_dir),
+        run_folder.worker_folders(options.ckpt_dir, options.log_dir, strategy) as (ckpt_dir, log_dir),
         run_folder.lock(ckpt_dir),
     ):
-        config = distribute.from_chief(
+        config_json = distribute.from_chief(  # the chief's config, the same on every worker
             strategy,
-            lambda: run_config(
-                settings,
+            lambda: new_run_config(
+                options,
                 saved=saved,
                 source=source,
                 synsets=synsets,
                 data_dir=data_dir,
                 train_split=train_split,
                 val_split=val_split,
-            ),
+            ).to_json(),
         )
+        config = run_config.RunConfig.from_json(config_json)
         train_split, val_split = (
-            readable(train_split, data_dir, config["unreadable"]["train"], source=settings.ckpt_dir),
-            readable(val_split, data_dir, config["unreadable"]["val"], source=settings.ckpt_dir),
+            readable(train_split, data_dir, config.unreadable.train, source=options.ckpt_dir),
+            readable(val_split, data_dir, config.unreadable.val, source=options.ckpt_dir),
         )
         model, plateau, checkpoint = training.build_training(
             config,
-            jit_compile=settings.xla,
+            jit_compile=options.xla,
             strategy=strategy,
-            steps_per_execution=training.steps_per_execution(config["settings"]),
+            steps_per_execution=training.steps_per_execution(config.settings),
         )
         if source is not None:
-            training.transfer_weights(model, settings.init_from, config["classes"])
+            training.transfer_weights(model, options.settings.init_from, config.classes)
         manager = start_saving(
-            settings,
+            options,
             config,
             model=model,
             checkpoint=checkpoint,
             ckpt_dir=ckpt_dir,
             chief=strategy.extended.should_checkpoint,
         )
-        if settings.mode == "resume":
-            restore(settings, checkpoint, model)
+        if options.mode == "resume":
+            restore(options, checkpoint, model)
             run_folder.save_config(ckpt_dir, config)
         training.fit(
             model,
@@ -124,50 +135,51 @@ def fine_tuning_source(args):
         raise errors.CheckpointError(f"--init-from: {error}") from None
 
 
-def refuse_to_overwrite(settings):
+def refuse_to_overwrite(options):
     """-scratch into a folder that holds a run needs --overwrite; the old run is removed only when the new one is
     about to write its first file (start_saving)."""
-    if run_folder.run_files(settings.ckpt_dir) and not settings.overwrite:
+    if run_folder.run_files(options.ckpt_dir) and not options.overwrite:
         raise errors.CheckpointError(
-            f"{settings.ckpt_dir} already holds a run: continue it with -resume, "
+            f"{options.ckpt_dir} already holds a run: continue it with -resume, "
             "or pass --overwrite to start again, or choose another --ckpt-dir"
         )
 
 
-def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_split):
-    """The run's config: at -scratch a new one, with the unreadable images found once (so that the run and its
+def new_run_config(options, *, saved, source, synsets, data_dir, train_split, val_split):
+    """The run's RunConfig: at -scratch a new one, with the unreadable images found once (so that the run and its
     resumes train on the same files) and the training set's mean, or, fine-tuning, the `source` run's
     architecture and preprocessing; at -resume the saved one with this command's settings. On a cluster the chief
     alone computes it."""
+    settings = options.settings
     counts = image_counts(train_split, val_split)
-    paths = {  # run_folder.MACHINE_PATHS
+    folders = {
         "data_dir": os.path.abspath(data_dir),
-        "log_dir": run_folder.log_dir_to_keep(settings.ckpt_dir, settings.log_dir),
+        "log_dir": run_folder.log_dir_to_keep(options.ckpt_dir, options.log_dir),
     }
     if saved is not None:
-        config = {**saved, "settings": settings.run_settings(), **paths}
-        if config["layout"] != train_split.layout:
+        config = saved.replace(settings=settings, **folders)
+        if config.layout != train_split.layout:
             print(
-                f"The run was trained on {config['layout']} and continues on {train_split.layout}: the same images "
+                f"The run was trained on {config.layout} and continues on {train_split.layout}: the same images "
                 "and labels in another order, so the epoch it resumes in may repeat or skip some images"
             )
-            config.update(
+            config = config.replace(
                 layout=train_split.layout,
                 unreadable=unreadable_images(data_dir, train_split, val_split),
                 images=counts,
             )
         else:
             say_what_changed(config, data_dir, counts)
-        if settings.precision != saved["settings"]["precision"]:
-            print(f"The run trained in {saved['settings']['precision']} and continues in {settings.precision}")
+        if settings.precision != saved.settings.precision:
+            print(f"The run trained in {saved.settings.precision} and continues in {settings.precision}")
         return config
     unreadable = unreadable_images(data_dir, train_split, val_split)
-    num_images = train_split.num_images - len(unreadable["train"])
-    max_bad = settings.max_bad(train_split.num_images)
-    if len(unreadable["train"]) > max_bad:
+    num_images = train_split.num_images - len(unreadable.train)
+    max_bad = options.max_bad(train_split.num_images)
+    if len(unreadable.train) > max_bad:
         raise errors.DataError(
-            f"{len(unreadable['train'])} of {train_split.num_images} training images are unreadable, more than the "
-            f"{max_bad} allowed (--max-bad-images), e.g. {os.path.join(data_dir, unreadable['train'][0])}: check "
+            f"{len(unreadable.train)} of {train_split.num_images} training images are unreadable, more than the "
+            f"{max_bad} allowed (--max-bad-images), e.g. {os.path.join(data_dir, unreadable.train[0])}: check "
             "the dataset's extraction"
         )
     steps_per_epoch = settings.steps_per_epoch or training.epoch_steps(
@@ -180,54 +192,55 @@ def run_config(settings, *, saved, source, synsets, data_dir, train_split, val_s
     if source is None:
         print(f"Computing the training set's mean on up to {input_pipeline.MEAN_MAX_IMAGES} images ...")
         mean = input_pipeline.compute_mean(
-            readable(train_split, data_dir, unreadable["train"], quiet=True), seed=settings.seed
+            readable(train_split, data_dir, unreadable.train, quiet=True), seed=settings.seed
         )
-    return {
-        "architecture": {
-            **(source["architecture"] if source else alexnet.architecture(groups=settings.groups)),
-            "num_classes": len(synsets),
-            "dropout": settings.dropout,
-        },
-        "classes": [{"wnid": s.wnid, "words": s.words} for s in synsets],
-        "preprocessing": source["preprocessing"] if source else preprocessing.Preprocessing(mean=mean).to_config(),
-        "layout": train_split.layout,
-        **paths,
-        "images": counts,
-        "settings": {**settings.run_settings(), "steps_per_epoch": steps_per_epoch},
-        "unreadable": unreadable,
-    }
+    architecture = source.architecture if source else run_config.Architecture(groups=settings.groups)
+    return run_config.RunConfig(
+        architecture=dataclasses.replace(architecture, num_classes=len(synsets), dropout=settings.dropout),
+        classes=tuple(run_config.ClassName(wnid=s.wnid, words=s.words) for s in synsets),
+        preprocessing=source.preprocessing if source else preprocessing.Preprocessing(mean=mean),
+        settings=dataclasses.replace(settings, steps_per_epoch=steps_per_epoch),
+        unreadable=unreadable,
+        layout=train_split.layout,
+        images=counts,
+        **folders,
+    )
 
 
 def image_counts(train_split, val_split):
     """The images the run's two sets hold, unreadable ones included: config.json keeps them to tell a resume whether
     the sets changed since."""
-    return {"train": train_split.num_images, "val": val_split.num_images}
+    return run_config.ImageCounts(train=train_split.num_images, val=val_split.num_images)
 
 
 def say_what_changed(config, data_dir, counts):
     """Says, at -resume, which of the run's image sets has another number of images than when the run started (runs
     from before config.json kept the numbers are not checked)."""
-    started = config.get("images", counts)
-    if counts["train"] != started["train"]:
-        steps = config["settings"]["steps_per_epoch"]
+    started = config.images or counts
+    if counts.train != started.train:
+        steps = config.settings.steps_per_epoch
         print(
-            f"The training set in {data_dir} has {counts['train']} images, {started['train']} when the run started: "
+            f"The training set in {data_dir} has {counts.train} images, {started.train} when the run started: "
             f"its epochs keep {steps} step(s), and the epoch it resumes in may repeat or skip some images "
             "(-scratch starts a run on the set as it is)"
         )
-    if counts["val"] != started["val"]:
+    if counts.val != started.val:
         print(
-            f"The validation set in {data_dir} has {counts['val']} images, {started['val']} when the run started: "
+            f"The validation set in {data_dir} has {counts.val} images, {started.val} when the run started: "
             "its validation figures no longer compare with the earlier epochs'"
         )
 
 
 def unreadable_images(data_dir, train_split, val_split):
     """The training and validation images that do not decode, as paths relative to `data_dir`."""
-    return {
-        part: [os.path.relpath(path, data_dir) for path in input_pipeline.find_unreadable(split, f"{part} images")]
-        for part, split in (("train", train_split), ("val", val_split))
-    }
+    return run_config.Unreadable(
+        **{
+            part: tuple(
+                os.path.relpath(path, data_dir) for path in input_pipeline.find_unreadable(split, f"{part} images")
+            )
+            for part, split in (("train", train_split), ("val", val_split))
+        }
+    )
 
 
 def readable(split, data_dir, unreadable, quiet=False, source=None):
@@ -240,11 +253,11 @@ def readable(split, data_dir, unreadable, quiet=False, source=None):
     )
 
 
-def start_saving(settings, config, *, model, checkpoint, ckpt_dir, chief):
+def start_saving(options, config, *, model, checkpoint, ckpt_dir, chief):
     """The checkpoint manager, once the folder is ready: room for the checkpoints checked, then the old run (at
     -scratch --overwrite) and unfinished saves removed, then (at -scratch) config.json written."""
-    stale = run_folder.run_files(ckpt_dir) if settings.mode == "scratch" else run_folder.unfinished_saves(ckpt_dir)
-    state = None if settings.mode == "scratch" else tf.train.get_checkpoint_state(ckpt_dir)
+    stale = run_folder.run_files(ckpt_dir) if options.mode == "scratch" else run_folder.unfinished_saves(ckpt_dir)
+    state = None if options.mode == "scratch" else tf.train.get_checkpoint_state(ckpt_dir)
     run_folder.check_free_space(
         ckpt_dir,
         size=run_folder.checkpoint_bytes(model),
@@ -254,21 +267,21 @@ def start_saving(settings, config, *, model, checkpoint, ckpt_dir, chief):
         elsewhere="choose another --ckpt-dir" if chief else "set TMPDIR to a larger disk on this worker",
     )
     run_folder.remove(stale)
-    if settings.mode == "scratch":
+    if options.mode == "scratch":
         run_folder.save_config(ckpt_dir, config)
     return run_folder.checkpoint_manager(checkpoint, ckpt_dir, chief=chief)
 
 
-def restore(settings, checkpoint, model):
+def restore(options, checkpoint, model):
     """The run's latest checkpoint, from the run folder (on every worker); a run killed before its first checkpoint
     starts at step 0 with its saved config."""
-    path = tf.train.latest_checkpoint(settings.ckpt_dir)
+    path = tf.train.latest_checkpoint(options.ckpt_dir)
     if path is None:
-        print(f"No checkpoint in {settings.ckpt_dir} yet: starting the run at step 0 with its config.json")
+        print(f"No checkpoint in {options.ckpt_dir} yet: starting the run at step 0 with its config.json")
         return
     run_folder.restore(checkpoint, path)
     step = training.global_step(model)
-    print(f"Resuming from {path} at step {step} (epoch {step // settings.steps_per_epoch + 1})")
+    print(f"Resuming from {path} at step {step} (epoch {step // options.settings.steps_per_epoch + 1})")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """AlexNet (Krizhevsky, Sutskever, Hinton, NIPS 2012) as a Keras 3 model: the builder, its layers (LRN, grouped and
-strided convolutions), its variants as data, its precision, and a trained run's model (`load_trained`).
+strided convolutions), its variants as data, its precision.
 
 The top-level `alexnet.py` puts the Keras-applications API (`AlexNet`, `preprocess_input`, `decode_predictions`)
 over this module.
@@ -11,7 +11,6 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-from alexnet_tf import run_folder
 
 # Architecture, paper §3
 IMAGE_SIZE = 224  # the seed's input; the paper's "224x224" with conv1 padding 2 gives 55x55 maps
@@ -250,19 +249,6 @@ def alexnet(
     return keras.Model(inputs, logits, name=name)
 
 
-def architecture(**changes):
-    """The builder's arguments, the paper's unless `changes` says otherwise, as config.json records them."""
-    return {
-        "num_classes": NUM_CLASSES,
-        "groups": GROUPS,
-        "dropout": DROPOUT,
-        "image_size": IMAGE_SIZE,
-        "conv1_padding": CONV1_PADDING,
-        "lrn": PAPER_LRN,
-        **changes,
-    }
-
-
 def _init(layer_name):
     return {
         "kernel_initializer": keras.initializers.RandomNormal(stddev=WEIGHT_STDDEV),
@@ -303,14 +289,3 @@ def crop_averaging(model, k_crops):
     logits = layers.TimeDistributed(model, name="per_crop")(crops)
     probabilities = keras.ops.mean(keras.ops.softmax(logits, axis=-1), axis=1)
     return keras.Model(crops, probabilities, name=f"{model.name}_{k_crops}_crops")
-
-
-def load_trained(ckpt_dir, checkpoint=None):
-    """The model of the run in `ckpt_dir` with the weights of `checkpoint` (default: its latest), and the run's
-    config. A CheckpointError when the folder holds no finished run."""
-    config = run_folder.load_config(ckpt_dir)
-    model = alexnet(**config["architecture"])
-    run_folder.restore(
-        tf.train.Checkpoint(model=model), checkpoint or run_folder.latest_checkpoint(ckpt_dir), partial=True
-    )
-    return model, config

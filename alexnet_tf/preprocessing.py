@@ -102,11 +102,6 @@ class Preprocessing:
         return -tf.constant(mean, tf.float32)
 
 
-def from_config(config):
-    """The run's Preprocessing, from its config.json."""
-    return Preprocessing(**config["preprocessing"])
-
-
 CAFFE = Preprocessing(
     crop_size=CAFFE_CROP_SIZE,
     resize="square",

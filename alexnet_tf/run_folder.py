@@ -25,25 +25,21 @@ import math
 import os
 import re
 import shutil
-import signal
 import socket
 import tempfile
-import threading
 import zlib
 
-import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import preprocessing
-from alexnet_tf.errors import CheckpointError, RunError, Stopped, check_size
+from alexnet_tf import run_config
+from alexnet_tf.errors import CheckpointError, RunError, check_size
 
 CKPT_DIR = "ckpt-alexnet"  # the default run folder of all scripts
 IMPORTED_CKPT_DIR = "ckpt-bvlc"  # import_weights.py's
 CONFIG_NAME = "config.json"
 CONFIG_VERSION = 3  # 1: before the version field; 2: adds "version"; 3: "mean" moves into "preprocessing"
 CONFIG_KEYS = ("architecture", "classes", "preprocessing", "settings", "unreadable")
-MACHINE_PATHS = ("data_dir", "log_dir")  # config.json's folders of the machine that trained
 CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
@@ -64,11 +60,12 @@ class CheckpointWriteError(RunError):
 
 
 def save_config(ckpt_dir, config):
-    """Writes config.json atomically: a kill at any moment leaves the old or the new file, never half of one."""
+    """Writes the RunConfig `config` as config.json, atomically: a kill at any moment leaves the old or the new file,
+    never half of one."""
     os.makedirs(ckpt_dir, exist_ok=True)
     path = os.path.join(ckpt_dir, CONFIG_NAME)
     with open(path + ".tmp", "w") as f:
-        json.dump({"version": CONFIG_VERSION, **config}, f, indent=1)
+        json.dump({"version": CONFIG_VERSION, **config.to_json()}, f, indent=1)
     os.replace(path + ".tmp", path)
 
 
@@ -136,19 +133,21 @@ def config_path(ckpt_dir):
 
 
 def load_config(ckpt_dir):
-    """The run's config, upgraded to the current version; a CheckpointError for a folder without a run."""
+    """The run's RunConfig, from config.json of any version; a CheckpointError for a folder without a run, or a file
+    that is not a run's config (naming the field that does not fit)."""
     path = config_path(ckpt_dir)
     check_size(path, CONFIG_MAX_BYTES, CheckpointError, "pass another --ckpt-dir")
     try:
         with open(path) as f:
-            config = json.load(f)
+            values = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:  # be specific: a damaged or foreign file
         raise CheckpointError(f"{path} is not a run's config ({error}): pass another --ckpt-dir") from None
-    version = config.pop("version", 1) if isinstance(config, dict) else None
-    if isinstance(version, int) and version < 3 and "mean" in config:
-        config["preprocessing"] = preprocessing.Preprocessing(mean=config.pop("mean")).to_config()
-    missing = [key for key in CONFIG_KEYS if key not in config] if isinstance(config, dict) else CONFIG_KEYS
-    if not isinstance(version, int) or missing:
+    version = values.pop("version", 1) if isinstance(values, dict) else None
+    missing = [key for key in CONFIG_KEYS if key not in values] if isinstance(values, dict) else CONFIG_KEYS
+    if isinstance(version, int) and version < 3 and "mean" in values:
+        values["preprocessing"] = {"mean": values.pop("mean")}  # version 1 and 2: the paper's preprocessing
+        missing = [key for key in missing if key != "preprocessing"]
+    if not isinstance(version, int) or isinstance(version, bool) or missing:
         raise CheckpointError(
             f"{path} is not a run's config (it lacks {', '.join(missing) or 'a version'}): pass another --ckpt-dir"
         )
@@ -156,23 +155,16 @@ def load_config(ckpt_dir):
         raise CheckpointError(
             f"{path} has version {version}, newer than this code's {CONFIG_VERSION}: update the project (git pull)"
         )
-    config.setdefault("layout", "image folders")  # version 1 runs before prepared shards
     try:
-        spec = preprocessing.from_config(config)
-    except (TypeError, ValueError) as error:  # be specific: what the dataclass says of unknown or bad fields
-        raise CheckpointError(f"{path} has no valid preprocessing block ({error}): pass another --ckpt-dir") from None
-    image_size = config["architecture"].get("image_size", spec.crop_size)
-    if image_size != spec.crop_size:
-        raise CheckpointError(
-            f"{path} crops {spec.crop_size} pixels for a network of input {image_size}: pass another --ckpt-dir"
-        )
-    return config
+        return run_config.RunConfig.from_json(values)
+    except run_config.ConfigFieldError as error:
+        raise CheckpointError(f"{path} is not a run's config as written by this project: {error}") from None
 
 
 def class_order(config, wnids, ckpt_dir, data_dir):
     """The run's index of each of the dataset's classes `wnids` (dataset label -> fc8 row), None when both orders
     are the same; a CheckpointError unless the run has exactly these classes."""
-    run_wnids = [c["wnid"] for c in config["classes"]]
+    run_wnids = [c.wnid for c in config.classes]
     if run_wnids == list(wnids):
         return None
     if sorted(run_wnids) != sorted(wnids):
@@ -218,6 +210,15 @@ def restore(checkpoint, path, partial=False):
         ) from None
 
 
+def load_trained(ckpt_dir, checkpoint=None):
+    """The model of the run in `ckpt_dir` with the weights of `checkpoint` (default: its latest), and the run's
+    config. A CheckpointError when the folder holds no finished run."""
+    config = load_config(ckpt_dir)
+    model = config.architecture.build()
+    restore(tf.train.Checkpoint(model=model), checkpoint or latest_checkpoint(ckpt_dir), partial=True)
+    return model, config
+
+
 def check_not_an_export(ckpt_dir, fix):
     """A CheckpointError naming `fix` when `ckpt_dir` is export.py's SavedModel folder, which holds the run's
     config.json and no checkpoint."""
@@ -245,7 +246,7 @@ def run_files(ckpt_dir):
 def log_dir_for(ckpt_dir, log_dir, run=None):
     """TensorBoard's folder of the run in `ckpt_dir`: `log_dir` when given, else the one the `run` was given (its
     config.json keeps it), else the run folder's own."""
-    return log_dir or (run or {}).get("log_dir") or os.path.join(ckpt_dir, LOGS_NAME)
+    return log_dir or (run.log_dir if run else None) or os.path.join(ckpt_dir, LOGS_NAME)
 
 
 def log_dir_to_keep(ckpt_dir, log_dir):
@@ -322,138 +323,6 @@ def kept_checkpoints(chief):
 def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
     """The checkpoint manager of this process, keeping kept_checkpoints(chief)."""
     return tf.train.CheckpointManager(checkpoint, ckpt_dir, kept_checkpoints(chief), checkpoint_name=CHECKPOINT_PREFIX)
-
-
-@tf.function(autograph=False)
-def _all_finite(variables):
-    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(variable)) for variable in variables])
-
-
-class Checkpointer(keras.callbacks.Callback):
-    """Saves every `save_every` steps and at the end of every epoch, after validation and the plateau rule; stops
-    at a NaN or infinite loss, and never saves weights that are not finite. Keras's BackupAndRestore keeps neither
-    the plateau memory nor the position within an epoch; a TF checkpoint of everything does, and
-    tf.train.CheckpointManager writes it atomically and keeps the last few.
-
-    Keras calls it between its calls of the training step (training.STEPS_PER_EXECUTION steps each): it checks the
-    loss there, and saves there; every save checks first that the weights are finite."""
-
-    SAVE_FAILURES = {
-        tf.errors.ResourceExhaustedError: "no space left on the device, or over quota",
-        tf.errors.OutOfRangeError: "a file size limit was reached",
-    }
-
-    def __init__(self, manager, *, save_every):
-        super().__init__()
-        self.manager, self.save_every, self.epoch_start, self.saved_at = manager, save_every, 0, 0
-
-    def current_step(self):
-        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = self.saved_at = self.current_step()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        step = self.epoch_start + batch
-        if step // self.save_every > self.saved_at // self.save_every:  # a multiple of save_every was reached
-            self.save(step)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not math.isfinite(logs["loss"]):
-            raise DivergedError(
-                f"the loss is {logs['loss']} by step {self.epoch_start + batch + 1}: training "
-                f"stopped; {self.last_good()}"
-            )
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.save(self.current_step())
-
-    def last_good(self):
-        latest = self.manager.latest_checkpoint
-        return (
-            f"the latest checkpoint ({latest}) is the last good one; start again with a lower --lr"
-            if latest
-            else "no checkpoint was written; start again with a lower --lr"
-        )
-
-    def save(self, step):
-        if not _all_finite(self.model.trainable_variables):
-            raise DivergedError(
-                f"the loss diverged: the weights are not finite at step {step}, and were not saved; {self.last_good()}"
-            )
-        try:
-            self.manager.save(checkpoint_number=step)
-            self.saved_at = step
-        except (tf.errors.ResourceExhaustedError, tf.errors.OutOfRangeError) as error:  # be specific: what SaveV2
-            # raises for a full disk or quota (ENOSPC, EDQUOT) and for a file size limit (EFBIG)
-            path = os.path.join(self.manager.directory, f"{CHECKPOINT_PREFIX}-{step}")
-            remove(unfinished_saves(self.manager.directory))
-            then = (
-                f"continue with -resume from {self.manager.latest_checkpoint}"
-                if self.manager.latest_checkpoint
-                else "start again with -scratch --overwrite"
-            )
-            raise CheckpointWriteError(
-                f"could not write checkpoint {path}: {self.SAVE_FAILURES[type(error)]} "
-                f"({type(error).__name__}): free space, then {then}"
-            ) from None
-
-
-class StopOnSignal(keras.callbacks.Callback):
-    """Stops the run as asked by SIGINT (Ctrl-C) or SIGTERM (`kill`, a scheduler's preemption), its state saved by
-    the `checkpointer`: after the current call of the training step, as a checkpoint of the step reached; asked during
-    an epoch's last call, once the epoch has ended (validation, plateau rule, its checkpoint), so that resuming
-    finds the epoch whole. After the first signal the default handlers are back: a second one stops at once. Placed
-    after the callbacks of the epoch's end (training.callbacks)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self, checkpointer):
-        super().__init__()
-        self.checkpointer, self.signum = checkpointer, None
-
-    @contextlib.contextmanager
-    def listening(self):
-        """The handlers, while the run trains (only the main thread may install them; a run in another thread, as
-        the tests run scripts, keeps the default ones)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {signum: signal.signal(signum, self.ask) for signum in self.SIGNALS}
-        try:
-            yield
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-
-    def ask(self, signum, frame):
-        # Python runs a handler between any two bytecodes of the main thread, even inside a print: it only notes.
-        self.signum = signum
-        for each in self.SIGNALS:
-            signal.signal(each, signal.SIG_DFL)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if not self.signum:
-            return
-        step = self.checkpointer.current_step()
-        if step < self.checkpointer.epoch_start + self.params["steps"]:  # not the epoch's last call
-            self.checkpointer.save(step)
-            self.stop(step)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.signum:
-            self.model.stop_training = True  # Keras lets the epoch's callbacks run, then ends fit
-
-    def on_train_end(self, logs=None):
-        if self.signum:
-            self.stop(self.checkpointer.current_step())
-
-    def stop(self, step):
-        raise Stopped(
-            f"stopped by {signal.Signals(self.signum).name} at step {step}, saved as "
-            f"{self.checkpointer.manager.latest_checkpoint}: continue with -resume",
-            self.signum,
-        )
 
 
 def worker_scratch(ckpt_dir, task_type, task_id):

@@ -57,7 +57,7 @@ def data_dir_for(data_dir, sample, run=None):
     the sample (in SAMPLE_DIR unless `data_dir` names another folder than the default), generated on first use, into
     a missing or empty folder only."""
     if data_dir is None and not sample and run is not None:
-        data_dir = run.get("data_dir")
+        data_dir = run.data_dir
         if data_dir and not os.path.isdir(data_dir):
             raise DataError(
                 f"the run's dataset folder {data_dir} (from its config.json) is not found: pass --data-dir with where "

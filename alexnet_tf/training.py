@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import distribute, input_pipeline, network, preprocessing, progress, run_folder, startup
+from alexnet_tf import callbacks, distribute, input_pipeline, network, progress, run_folder, startup
 from alexnet_tf.errors import RunError
 
 # Optimisation, paper §5
@@ -155,9 +155,9 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
 
 
 def steps_per_execution(settings):
-    """The steps of one Keras call for a run: STEPS_PER_EXECUTION, or fewer, so that calls end at every save and at
-    every epoch's end (a call must not run into the next epoch's data)."""
-    return math.gcd(STEPS_PER_EXECUTION, settings["save_every"], settings["steps_per_epoch"])
+    """The steps of one Keras call for a run's RunSettings: STEPS_PER_EXECUTION, or fewer, so that calls end at every
+    save and at every epoch's end (a call must not run into the next epoch's data)."""
+    return math.gcd(STEPS_PER_EXECUTION, settings.save_every, settings.steps_per_epoch)
 
 
 def epoch_steps(num_images, batch_size, save_every):
@@ -170,24 +170,22 @@ def epoch_steps(num_images, batch_size, save_every):
 
 
 def build_training(config, jit_compile=False, strategy=None, steps_per_execution=1):
-    """The compiled model, built in the strategy's scope, the plateau rule, and a checkpoint of everything a resume
-    needs: weights, momentum, step, learning rate, the plateau rule's memory and the dropout RNG."""
-    settings = config["settings"]
+    """The compiled model of the RunConfig `config`, built in the strategy's scope and the run's precision, the
+    plateau rule, and a checkpoint of everything a resume needs: weights, momentum, step, learning rate, the plateau
+    rule's memory and the dropout RNG. (Op determinism, for the whole process, is train.py's to ask.)"""
+    settings = config.settings
     strategy = strategy or tf.distribute.get_strategy()
-    if settings["deterministic"]:
-        tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(settings["seed"])
-    network.set_precision(settings["precision"])
-    with strategy.scope():
-        model = network.alexnet(**config["architecture"])
-        trained = trained_layers(settings.get("train_layers", ALL_LAYERS))
+    keras.utils.set_random_seed(settings.seed)
+    with strategy.scope(), network.precision(settings.precision):
+        model = config.architecture.build()
+        trained = trained_layers(settings.train_layers)
         for layer in model.layers:
             layer.trainable = layer.name in trained or not layer.weights
         model.compile(
             optimizer=PaperSGD(
-                learning_rate=settings["lr"],
-                momentum=settings["momentum"],
-                coupled_weight_decay=settings["weight_decay"],
+                learning_rate=settings.lr,
+                momentum=settings.momentum,
+                coupled_weight_decay=settings.weight_decay,
             ),
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[
@@ -216,17 +214,17 @@ def trained_layers(train_layers):
 def transfer_weights(model, source_dir, classes):
     """Fine-tuning's start: the weights of the run in `source_dir` wherever their shapes fit `model`; fc8's rows of
     the classes both runs have (matched by WNID, or by folder name), fc8 new for the others."""
-    source, source_config = network.load_trained(source_dir)
+    source, source_config = run_folder.load_trained(source_dir)
     for name in network.LAYER_NAMES[:-1]:
         weights = source.get_layer(name).get_weights()
         if [w.shape for w in weights] == [w.shape for w in model.get_layer(name).get_weights()]:
             model.get_layer(name).set_weights(weights)
         else:
             print(f"{name}: shapes differ from {source_dir}'s, so it starts from the paper's initialisation")
-    row = {c["wnid"]: index for index, c in enumerate(source_config["classes"])}
+    row = {c.wnid: index for index, c in enumerate(source_config.classes)}
     kernel, bias = model.get_layer("fc8").get_weights()
     source_kernel, source_bias = source.get_layer("fc8").get_weights()
-    shared = [(index, row[c["wnid"]]) for index, c in enumerate(classes) if c["wnid"] in row]
+    shared = [(index, row[c.wnid]) for index, c in enumerate(classes) if c.wnid in row]
     for index, source_index in shared:
         kernel[:, index], bias[index] = source_kernel[:, source_index], source_bias[source_index]
     model.get_layer("fc8").set_weights([kernel, bias])
@@ -236,26 +234,25 @@ def transfer_weights(model, source_dir, classes):
     )
 
 
-def callbacks(*, config, plateau, manager, log_dir):
+def run_callbacks(*, config, plateau, manager, log_dir):
     """train.py's callbacks, in order: the plateau rule before the epoch's checkpoint, which must save its memory;
     a stop asked by a signal after everything of the epoch's end."""
-    settings = config["settings"]
-    checkpointer = run_folder.Checkpointer(manager, save_every=settings["save_every"])
+    checkpointer = callbacks.Checkpointer(manager, save_every=config.settings.save_every)
     return [
         plateau,
-        ThroughputLogs(settings["batch_size"], len(config["unreadable"]["train"])),
+        ThroughputLogs(config.settings.batch_size, len(config.unreadable.train)),
         *progress.callbacks(),
         checkpointer,
         EpochTensorBoard(log_dir),
-        run_folder.StopOnSignal(checkpointer),
+        callbacks.StopOnSignal(checkpointer),
     ]
 
 
 def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, strategy):
     """Model.fit from the saved step to the last epoch. A run resumed mid-epoch first finishes that epoch in a fit
     of its own, so that epochs keep their boundaries and the data stream continues where it stopped."""
-    settings = config["settings"]
-    batch_size, steps_per_epoch, epochs = settings["batch_size"], settings["steps_per_epoch"], settings["epochs"]
+    settings = config.settings
+    batch_size, steps_per_epoch, epochs = settings.batch_size, settings.steps_per_epoch, settings.epochs
     epoch, offset = divmod(global_step(model), steps_per_epoch)
     if epoch >= epochs:
         print(f"The run has done its {epochs} epochs: pass a larger --epochs to -resume to train on")
@@ -264,7 +261,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
         f"Training on {train_split.num_images} images, validating on {val_split.num_images}: "
         f"epochs {epoch + 1}..{epochs} of {steps_per_epoch} steps x {batch_size} images, "
         + ", ".join(
-            f"{name} {settings[name]}"
+            f"{name} {getattr(settings, name)}"
             for name in (
                 "lr",
                 "momentum",
@@ -284,12 +281,12 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     # Keras opens the next validation pass's iterator at the end of each and drops it when that pass starts, within
     # the epoch's training time (README, Performance)
     val = startup.read_once(
-        input_pipeline.eval_dataset(val_split, spec=preprocessing.from_config(config), batch_size=batch_size)
+        input_pipeline.eval_dataset(val_split, spec=config.preprocessing, batch_size=batch_size)
         .map(lambda crops, label: (crops[:, 0], label))
         .with_options(options)
     )
-    epoch_callbacks = callbacks(config=config, plateau=plateau, manager=manager, log_dir=log_dir)
-    stop_on_signal = next(each for each in epoch_callbacks if isinstance(each, run_folder.StopOnSignal))
+    epoch_callbacks = run_callbacks(config=config, plateau=plateau, manager=manager, log_dir=log_dir)
+    stop_on_signal = next(each for each in epoch_callbacks if isinstance(each, callbacks.StopOnSignal))
     phases = [(epoch, epoch + 1, offset), (epoch + 1, epochs, 0)] if offset else [(epoch, epochs, 0)]
     with stop_on_signal.listening():
         for first, last, skip in phases:
@@ -298,18 +295,18 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
             train = strategy.distribute_datasets_from_function(
                 lambda context, first=first, last=last, skip=skip: input_pipeline.train_dataset(
                     train_split,
-                    spec=preprocessing.from_config(config),
+                    spec=config.preprocessing,
                     batch_size=batch_size,
                     steps_per_epoch=steps_per_epoch,
                     first_epoch=first,
                     epochs=last,
-                    augment=settings["augment"],
-                    seed=settings["seed"],
+                    augment=settings.augment,
+                    seed=settings.seed,
                     skip_batches=skip,
                     pipeline=context.input_pipeline_id,
                     pipelines=context.num_input_pipelines,
                     replica_batch_size=context.get_per_replica_batch_size(batch_size),
-                    deterministic=settings["deterministic"],
+                    deterministic=settings.deterministic,
                 )
             )
             try:

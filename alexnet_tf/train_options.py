@@ -1,8 +1,10 @@
-"""train.py's settings, resolved once: the recipe's defaults, then --sample's, then the saved run's on -resume,
-then the flags given; validated once, in one frozen object that every step reads.
+"""train.py's flags, resolved once into one frozen TrainOptions: the command's own options, and the run's settings
+(run_config.RunSettings) from the recipe's defaults, then --sample's or fine-tuning's, then the saved run's on
+-resume, then the flags given; validated once.
 
 A run keeps its settings (config.json's "settings"): -resume takes them from there and refuses a flag that differs,
-except --epochs and --save-every, which may extend a run or change how often it saves.
+except --epochs, --save-every and --precision, which may extend a run, change how often it saves, or move it between
+float32 and bf16.
 """
 
 import dataclasses
@@ -11,6 +13,7 @@ import math
 import tensorflow as tf
 
 from alexnet_tf import datasets, distribute, network, preprocessing, run_folder, sample_dataset, training
+from alexnet_tf.run_config import RunSettings
 from alexnet_tf.errors import CheckpointError, UsageError, check_flag, check_writable
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
@@ -58,8 +61,8 @@ CHANGEABLE_ON_RESUME = ("epochs", "save_every", "precision")  # precision: float
 
 
 @dataclasses.dataclass(frozen=True)
-class Settings:
-    """Everything a train.py run does; the run settings (RUN_DEFAULTS' names) go to config.json."""
+class TrainOptions:
+    """Everything a train.py command does: where and how it runs, and the run's settings (which config.json keeps)."""
 
     mode: str  # "scratch" or "resume"
     data_dir: str | None  # as given (None: not given): sample_dataset.data_dir_for resolves it
@@ -71,25 +74,7 @@ class Settings:
     strategy: str
     cpu_replicas: int
     max_bad_images: int | None  # None: MAX_BAD_FRACTION of the training set
-    epochs: int
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    dropout: float
-    augment: str
-    groups: int
-    steps_per_epoch: int | None  # None: one pass over the training set, counted at -scratch
-    seed: int
-    deterministic: bool
-    precision: str
-    save_every: int
-    val_fraction: float  # your own images without val/: the validation share of each class
-    init_from: str | None  # fine-tuning: the run whose weights, architecture and preprocessing start this one
-    train_layers: str  # "all", or the comma-separated layers that train (the others stay frozen)
-
-    def run_settings(self):
-        return {name: getattr(self, name) for name in RUN_DEFAULTS}
+    settings: RunSettings
 
     def max_bad(self, num_images):
         if self.max_bad_images is not None:
@@ -98,9 +83,9 @@ class Settings:
 
 
 def resolve(args, *, saved=None, source=None, replicas=1):
-    """The settings of this run from the parsed flags and, on -resume, the run's saved config, or, with --init-from,
-    the `source` run's config; a UsageError (or a CheckpointError naming what differs from the saved run) when they
-    cannot work."""
+    """This command's TrainOptions from the parsed flags and, on -resume, the `saved` RunConfig, or, with
+    --init-from, the `source` run's; a UsageError (or a CheckpointError naming what differs from the saved run) when
+    they cannot work."""
     values = {
         **RUN_DEFAULTS,
         "precision": network.default_precision(),
@@ -109,7 +94,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
     }
     given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name) is not None}
     if source is not None:
-        groups = source["architecture"]["groups"]
+        groups = source.architecture.groups
         if given.get("groups", groups) != groups:
             raise UsageError(
                 f"--init-from {args.init_from} has groups {groups}: fine-tuning keeps the source's architecture; "
@@ -117,12 +102,12 @@ def resolve(args, *, saved=None, source=None, replicas=1):
             )
         values["groups"] = groups
     if saved is not None:
-        kept = saved["settings"]
-        if kept is None:
+        if saved.settings is None:
             raise UsageError(
-                f"{args.ckpt_dir} holds weights imported from {saved['source']['weights']}, not a run of "
-                "train.py: -resume continues train.py's runs"
+                f"{args.ckpt_dir} holds weights imported from {saved.source.weights if saved.source else 'a file'}, "
+                "not a run of train.py: -resume continues train.py's runs"
             )
+        kept = dataclasses.asdict(saved.settings)
         differing = [
             f"{name} {kept[name]}, not {value}"
             for name, value in given.items()
@@ -142,7 +127,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
             )
         values.update(kept)
     values.update(given)
-    settings = Settings(
+    options = TrainOptions(
         mode=args.mode,
         data_dir=args.data_dir,
         sample=args.sample,
@@ -153,14 +138,15 @@ def resolve(args, *, saved=None, source=None, replicas=1):
         strategy=args.strategy,
         cpu_replicas=args.cpu_replicas,
         max_bad_images=args.max_bad_images,
-        **values,
+        settings=RunSettings(**values),
     )
-    validate(settings, replicas=replicas, resumed=saved is not None)
-    return settings
+    validate(options, replicas=replicas, resumed=saved is not None)
+    return options
 
 
-def validate(settings, *, replicas, resumed):
+def validate(options, *, replicas, resumed):
     """A UsageError naming the first setting that cannot work, and the fix."""
+    settings = options.settings
     bounds = [
         ("epochs", settings.epochs >= 1, "at least 1"),
         ("batch-size", settings.batch_size >= 1, "at least 1"),
@@ -170,14 +156,15 @@ def validate(settings, *, replicas, resumed):
         ("dropout", 0 <= settings.dropout < 1, "in [0, 1)"),
         ("steps-per-epoch", settings.steps_per_epoch is None or settings.steps_per_epoch >= 1, "at least 1"),
         ("save-every", settings.save_every >= 1, "at least 1"),
-        ("max-bad-images", settings.max_bad_images is None or settings.max_bad_images >= 0, "0 or more"),
-        ("cpu-replicas", settings.cpu_replicas >= 1, "at least 1"),
+        ("max-bad-images", options.max_bad_images is None or options.max_bad_images >= 0, "0 or more"),
+        ("cpu-replicas", options.cpu_replicas >= 1, "at least 1"),
         ("val-fraction", 0 < settings.val_fraction < 1, "in (0, 1)"),
     ]
     for flag, holds, bound in bounds:
-        check_flag(flag, getattr(settings, flag.replace("-", "_")), holds, bound)
-    check_writable(settings.ckpt_dir, "--ckpt-dir")
-    check_writable(settings.log_dir, "--log-dir")
+        name = flag.replace("-", "_")
+        check_flag(flag, getattr(settings if hasattr(settings, name) else options, name), holds, bound)
+    check_writable(options.ckpt_dir, "--ckpt-dir")
+    check_writable(options.log_dir, "--log-dir")
     if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in network.PRECISIONS:
         raise UsageError(
             f"the run's augment {settings.augment!r} or precision {settings.precision!r} is unknown: "
