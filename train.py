@@ -257,7 +257,7 @@ def start_saving(options, config, *, model, checkpoint, ckpt_dir, chief):
     """The checkpoint manager, once the folder is ready: room for the checkpoints checked, then the old run (at
     -scratch --overwrite) and unfinished saves removed, then (at -scratch) config.json written."""
     stale = run_folder.run_files(ckpt_dir) if options.mode == "scratch" else run_folder.unfinished_saves(ckpt_dir)
-    state = None if options.mode == "scratch" else tf.train.get_checkpoint_state(ckpt_dir)
+    state = None if options.mode == "scratch" else run_folder.checkpoint_state(ckpt_dir)
     run_folder.check_free_space(
         ckpt_dir,
         size=run_folder.checkpoint_bytes(model),
@@ -275,7 +275,7 @@ def start_saving(options, config, *, model, checkpoint, ckpt_dir, chief):
 def restore(options, checkpoint, model):
     """The run's latest checkpoint, from the run folder (on every worker); a run killed before its first checkpoint
     starts at step 0 with its saved config."""
-    path = tf.train.latest_checkpoint(options.ckpt_dir)
+    path = run_folder.latest_or_none(options.ckpt_dir)
     if path is None:
         print(f"No checkpoint in {options.ckpt_dir} yet: starting the run at step 0 with its config.json")
         return

@@ -232,6 +232,7 @@ def existing_dir(path, what):
 
 
 def image_files(folder):
+    """The image files of `folder`, sorted; only regular files (or links to them), as nested_image_files."""
     if not os.path.isdir(folder):
         return []
     return sorted(
@@ -308,14 +309,17 @@ def subfolders(folder):
 
 
 def nested_image_files(folder):
-    """The image files under `folder`, in nested folders too, hidden files and folders left out; sorted."""
+    """The image files under `folder`, in nested folders too, hidden files and folders left out; sorted. Only
+    regular files (or links to them) count: opening a FIFO named like an image would wait for a writer forever."""
     found = []
     for root, dirs, files in os.walk(folder, followlinks=False):
         dirs[:] = [name for name in dirs if not name.startswith(".")]
         found += [
             os.path.join(root, name)
             for name in files
-            if not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
+            if not name.startswith(".")
+            and name.lower().endswith(IMAGE_EXTENSIONS)
+            and os.path.isfile(os.path.join(root, name))
         ]
     return sorted(found)
 

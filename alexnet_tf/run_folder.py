@@ -43,9 +43,12 @@ CONFIG_KEYS = ("architecture", "classes", "preprocessing", "settings", "unreadab
 CONFIG_MAX_BYTES = 256 * 2**20  # ours: 1,000 classes and 1% of ImageNet's paths unreadable take about 1 MB
 CHECKPOINT_PREFIX = "ckpt"
 CHECKPOINT_INDEX = "checkpoint"
+CHECKPOINT_NAME = re.compile(rf"{CHECKPOINT_PREFIX}-\d+")  # a checkpoint as the index names it
+INDEX_MAX_BYTES = 2**20  # ours: the index names the last few checkpoints, a few hundred bytes
 CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_PREFIX}-\d+(\.index|\.data-\d+-of-\d+|_temp)")  # TensorFlow's names: a
 # checkpoint's files, and the folder of a save not yet finished
 LOCK_NAME = "train.lock"
+TENSORBOARD_PARTS = ("train", "validation")  # the folders Keras's TensorBoard callback writes in its log_dir
 LOGS_NAME = "logs"  # TensorBoard's folder inside the run: each run's curves apart, and replaced with it
 KEEP_CHECKPOINTS = 3  # ours
 SAVED_MODEL_FILE = "saved_model.pb"  # what export.py writes: a SavedModel folder, mistaken for a run
@@ -64,9 +67,17 @@ def save_config(ckpt_dir, config):
     never half of one."""
     os.makedirs(ckpt_dir, exist_ok=True)
     path = os.path.join(ckpt_dir, CONFIG_NAME)
-    with open(path + ".tmp", "w") as f:
+    with os.fdopen(created_here(path + ".tmp"), "w") as f:
         json.dump({"version": CONFIG_VERSION, **config.to_json()}, f, indent=1)
-    os.replace(path + ".tmp", path)
+    os.replace(path + ".tmp", path)  # a config.json that is a symlink is replaced, not followed
+
+
+def created_here(path):
+    """A file descriptor of `path` created anew for writing: whatever stood there (a leftover, or a symlink that a
+    run folder from elsewhere planted to have us overwrite its target) is removed, not followed."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        os.remove(path)
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
 
 
 @contextlib.contextmanager
@@ -178,11 +189,38 @@ def class_order(config, wnids, ckpt_dir, data_dir):
     return np.array([row[wnid] for wnid in wnids], np.int32)
 
 
+def checkpoint_state(ckpt_dir):
+    """TensorFlow's checkpoint index of `ckpt_dir` (None without one), each name in it checked to be a checkpoint of
+    this folder: a CheckpointManager deletes the older names of its index as old checkpoints, so a name leading
+    elsewhere (a run folder comes from other people) would have it delete files outside the run."""
+    index = os.path.join(ckpt_dir, CHECKPOINT_INDEX)
+    if not os.path.lexists(index):
+        return None
+    check_size(index, INDEX_MAX_BYTES, CheckpointError, "remove it (the checkpoints stay) or pass another --ckpt-dir")
+    try:
+        state = tf.train.get_checkpoint_state(ckpt_dir)
+    except (tf.errors.OpError, ValueError) as error:  # be specific: what TF's text-proto parser raises
+        raise CheckpointError(
+            f"{index} is not a checkpoint index ({error}): remove it, or pass another --ckpt-dir"
+        ) from None
+    if state is None:
+        return None
+    folder = os.path.realpath(ckpt_dir)
+    for name in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
+        path = os.path.join(ckpt_dir, name)  # TensorFlow's rule: relative names are the folder's
+        if os.path.realpath(os.path.dirname(path)) != folder or not CHECKPOINT_NAME.fullmatch(os.path.basename(path)):
+            raise CheckpointError(
+                f"{index} names {name!r}, not a checkpoint of {ckpt_dir}: the index of a run lists only its own "
+                "ckpt-N; remove the file (-resume then starts from step 0) or pass another --ckpt-dir"
+            )
+    return state
+
+
 def latest_checkpoint(ckpt_dir):
     """The path of the run's latest complete checkpoint; a CheckpointError for a folder without a run or without
     a checkpoint."""
     config_path(ckpt_dir)
-    path = tf.train.latest_checkpoint(ckpt_dir)
+    path = latest_or_none(ckpt_dir)
     if path is None:
         check_not_an_export(
             ckpt_dir,
@@ -193,6 +231,12 @@ def latest_checkpoint(ckpt_dir):
             "train with `python train.py -scratch` (or -resume) first"
         )
     return path
+
+
+def latest_or_none(ckpt_dir):
+    """The latest checkpoint of the folder's checked index whose files exist, or None."""
+    state = checkpoint_state(ckpt_dir)
+    return tf.train.latest_checkpoint(ckpt_dir) if state else None
 
 
 def restore(checkpoint, path, partial=False):
@@ -227,20 +271,25 @@ def check_not_an_export(ckpt_dir, fix):
 
 
 def run_files(ckpt_dir):
-    """Everything a run keeps in `ckpt_dir`: config.json, the checkpoint index, checkpoints, unfinished saves and
-    its TensorBoard logs; nothing in a folder without config.json (which a run writes before any other file), so
-    that a folder of the user's given as --ckpt-dir, such as the clone with its ckpt-alexnet/ and logs/, holds no
-    run and loses nothing to --overwrite. A config.json that is not a run's (another program's), or a SavedModel's
-    (export.py's copy), is a CheckpointError: the folder is not ours to write or clear."""
+    """Everything a run wrote, as its config.json says: config.json, the checkpoint index, checkpoints and
+    unfinished saves in `ckpt_dir`, and its TensorBoard curves (the run folder's logs/, or train/ and validation/ of
+    the --log-dir it was given: a logs/ of the user's beside a run that logged elsewhere is not the run's). Nothing in
+    a folder without config.json (which a run writes before any other file), so that a folder of the user's given as
+    --ckpt-dir, such as the clone with its ckpt-alexnet/ and logs/, holds no run and loses nothing to --overwrite. A
+    config.json that is not a run's (another program's), or a SavedModel's (export.py's copy), is a CheckpointError:
+    the folder is not ours to write or clear."""
     if not os.path.isfile(os.path.join(ckpt_dir, CONFIG_NAME)):
         return []
-    load_config(ckpt_dir)
+    config = load_config(ckpt_dir)
     check_not_an_export(ckpt_dir, "choose another --ckpt-dir")
-    return sorted(
+    own_logs = (LOGS_NAME,) if config.log_dir is None else ()
+    written = sorted(
         entry.path
         for entry in os.scandir(ckpt_dir)
-        if entry.name in (CONFIG_NAME, CHECKPOINT_INDEX, LOGS_NAME) or CHECKPOINT_FILE.fullmatch(entry.name)
+        if entry.name in (CONFIG_NAME, CHECKPOINT_INDEX, *own_logs) or CHECKPOINT_FILE.fullmatch(entry.name)
     )
+    curves = [os.path.join(config.log_dir, part) for part in TENSORBOARD_PARTS] if config.log_dir else []
+    return written + [path for path in curves if os.path.lexists(path)]
 
 
 def log_dir_for(ckpt_dir, log_dir, run=None):
@@ -266,24 +315,34 @@ def unfinished_saves(ckpt_dir):
 
 
 def size_on_disk(paths):
+    """The bytes that removing `paths` frees: a symlink frees nothing of what it leads to."""
     return sum(
-        os.path.getsize(os.path.join(root, name))
+        os.lstat(os.path.join(root, name)).st_size
         for path in paths
-        for root, _, names in (os.walk(path) if os.path.isdir(path) else [("", None, [path])])
+        for root, _, names in (
+            os.walk(path) if os.path.isdir(path) and not os.path.islink(path) else [("", None, [path])]
+        )
         for name in names
     )
 
 
 def remove(paths):
+    """Removes files and folders; a symlink is removed itself, never what it leads to."""
     for path in paths:
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
 @contextlib.contextmanager
 def lock(ckpt_dir):
     """Holds a lock on the run folder (which must exist) while training: a second train.py there is refused. The
     kernel drops the lock when the process ends, however it ends, so a killed run leaves nothing stuck."""
-    with open(os.path.join(ckpt_dir, LOCK_NAME), "w") as held:
+    try:
+        descriptor = os.open(os.path.join(ckpt_dir, LOCK_NAME), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as error:  # be specific: ELOOP, a symlink in its place, or a folder there
+        raise CheckpointError(
+            f"{os.path.join(ckpt_dir, LOCK_NAME)} cannot be the run's lock file ({error.strerror}): remove it"
+        ) from None
+    with os.fdopen(descriptor, "w") as held:
         try:
             fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -321,7 +380,9 @@ def kept_checkpoints(chief):
 
 
 def checkpoint_manager(checkpoint, ckpt_dir, *, chief=True):
-    """The checkpoint manager of this process, keeping kept_checkpoints(chief)."""
+    """The checkpoint manager of this process, keeping kept_checkpoints(chief), once the folder's index is
+    checked."""
+    checkpoint_state(ckpt_dir)
     return tf.train.CheckpointManager(checkpoint, ckpt_dir, kept_checkpoints(chief), checkpoint_name=CHECKPOINT_PREFIX)
 
 

@@ -1,0 +1,101 @@
+"""Run folders and datasets from other people: nothing outside the run is written or removed, nothing hangs, and
+nothing wrong goes without a word."""
+
+import os
+
+import pytest
+import tensorflow as tf
+from conftest import write_classes
+
+import data_reader
+from alexnet_tf import errors, preprocessing, run_config, run_folder
+
+
+def test_a_fifo_named_like_an_image_is_not_an_image(tmp_path):
+    photos = write_classes(tmp_path / "photos", {"bus": 3, "car": 3})
+    os.mkfifo(photos / "bus" / "pipe.jpg")  # opening it would wait for a writer forever
+    os.mkfifo(photos / "bus" / "nested" / "pipe.png")
+    synsets = data_reader.load_classes(str(photos))
+    listed = (
+        data_reader.read_split(str(photos), synsets, "train").paths
+        + data_reader.read_split(str(photos), synsets, "val").paths
+    )
+    assert len(listed) == 6 and not any("pipe" in path for path in listed)
+
+
+def write_run(folder, log_dir=None):
+    """A run folder's config.json (no checkpoint yet), logging into `log_dir` or its own logs/."""
+    config = run_config.RunConfig(
+        architecture=run_config.Architecture(num_classes=2),
+        classes=(run_config.ClassName(wnid="a", words="a"), run_config.ClassName(wnid="b", words="b")),
+        preprocessing=preprocessing.Preprocessing(),
+        settings=None,
+        log_dir=log_dir,
+    )
+    run_folder.save_config(str(folder), config)
+    return folder
+
+
+def victims(folder):
+    """Files of the user's outside the run, and their contents."""
+    folder.mkdir()
+    files = {folder / name: name.encode() for name in ("notes.index", "notes.data-00000-of-00001", "thesis.index")}
+    for path, content in files.items():
+        path.write_bytes(content)
+    return files
+
+
+def test_a_checkpoint_index_naming_files_outside_the_run_is_refused_and_nothing_is_deleted(tmp_path):
+    run, outside = write_run(tmp_path / "run"), victims(tmp_path / "victim")
+    (run / run_folder.CHECKPOINT_INDEX).write_text(
+        f'model_checkpoint_path: "{tmp_path}/victim/notes"\n'
+        f'all_model_checkpoint_paths: "{tmp_path}/victim/notes"\n'
+        f'all_model_checkpoint_paths: "{tmp_path}/victim/thesis"\n'
+        'all_model_checkpoint_paths: "../victim/notes"\n'
+    )
+    checkpoint = tf.train.Checkpoint(weight=tf.Variable(1.0))
+    with pytest.raises(errors.CheckpointError, match="names .*victim/notes.*, not a checkpoint of"):
+        manager = run_folder.checkpoint_manager(checkpoint, str(run))
+        for step in range(5):  # what training does: each save deletes the oldest names of the index
+            manager.save(checkpoint_number=step)
+    with pytest.raises(errors.CheckpointError, match="not a checkpoint of"):
+        run_folder.latest_checkpoint(str(run))
+    assert {path: path.read_bytes() for path in outside} == outside
+
+
+def test_symlinks_in_a_run_folder_are_not_followed_for_writing(tmp_path):
+    run, outside = write_run(tmp_path / "run"), victims(tmp_path / "victim")
+    lock_target, config_target = tmp_path / "victim" / "notes.index", tmp_path / "victim" / "thesis.index"
+    os.symlink(lock_target, run / run_folder.LOCK_NAME)
+    os.symlink(config_target, run / (run_folder.CONFIG_NAME + ".tmp"))
+    with pytest.raises(errors.CheckpointError, match="cannot be the run's lock file"):
+        with run_folder.lock(str(run)):
+            pass
+    run_folder.save_config(str(run), run_folder.load_config(str(run)))
+    assert not os.path.islink(run / run_folder.CONFIG_NAME) and run_folder.load_config(str(run)).classes
+    assert {path: path.read_bytes() for path in outside} == outside
+
+
+def test_overwrite_removes_what_the_run_wrote_and_nothing_else(tmp_path):
+    tensorboard = tmp_path / "tb"
+    run = write_run(tmp_path / "proj", log_dir=str(tensorboard))
+    (run / "logs").mkdir()
+    (run / "logs" / "app.log").write_text("the user's own")  # the run logged into tb/, so logs/ is not its
+    for part in ("train", "validation"):
+        (tensorboard / part).mkdir(parents=True)
+    (tensorboard / "mine.txt").write_text("the user's own")
+    listed = run_folder.run_files(str(run))
+    assert str(run / "logs") not in listed and str(run / run_folder.CONFIG_NAME) in listed
+    assert str(tensorboard / "train") in listed and str(tensorboard / "validation") in listed
+    run_folder.remove(listed)
+    assert (run / "logs" / "app.log").exists() and (tensorboard / "mine.txt").exists()
+    assert not (tensorboard / "train").exists() and not (run / run_folder.CONFIG_NAME).exists()
+
+
+def test_overwrite_removes_a_symlinked_logs_folder_as_a_link(tmp_path):
+    run, outside = write_run(tmp_path / "run"), victims(tmp_path / "victim")
+    os.symlink(tmp_path / "victim", run / "logs")
+    listed = run_folder.run_files(str(run))
+    assert str(run / "logs") in listed and run_folder.size_on_disk(listed) < 10_000
+    run_folder.remove(listed)
+    assert not os.path.lexists(run / "logs") and {path: path.read_bytes() for path in outside} == outside
