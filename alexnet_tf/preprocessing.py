@@ -66,6 +66,9 @@ EXIF_ORIENTATION_ENTRY = (
 # Ours: a header declaring more pixels than this is refused before anything is decoded (a decompression bomb would
 # otherwise allocate gigabytes); 100 megapixels is 300 MB as RGB, far above a camera photograph's 12 to 50.
 MAX_IMAGE_PIXELS = 100_000_000
+# Ours: and a side more than this many times the other is refused too: the shorter side is resized to 256, so that a
+# 138-byte 8000x2 PNG would become 256x1,024,000 pixels (3 GB as floats); the widest panoramas are about 10:1
+MAX_ASPECT_RATIO = 100
 # Ours: classify.py refuses a larger file before reading it whole (a video given by mistake would fill the memory);
 # 100 megapixels stored uncompressed, 16 bits a channel with alpha, is 800 MB
 MAX_IMAGE_BYTES = 2**30
@@ -116,9 +119,9 @@ CAFFE = Preprocessing(
 not_autographed = tf.autograph.experimental.do_not_convert
 
 
-def declared_pixels(encoded):
-    """Width x height as the file's header declares it (JPEG frame, PNG IHDR, GIF logical screen, BMP info header,
-    WebP's first chunk), read without decoding; 0 for other formats, which do not decode anyway."""
+def declared_size(encoded):
+    """[width, height] as the file's header declares them (JPEG frame, PNG IHDR, GIF logical screen, BMP info header,
+    WebP's first chunk), read without decoding; [0, 0] for other formats, which do not decode anyway."""
 
     def header(offset, count):
         return tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, count), tf.uint8), tf.int64)
@@ -128,41 +131,56 @@ def declared_pixels(encoded):
 
     def png():
         sizes = header(16, 8)
-        return big_endian(sizes[:4]) * big_endian(sizes[4:])
+        return tf.stack([big_endian(sizes[:4]), big_endian(sizes[4:])])
 
     def gif():
         sizes = header(6, 4)
-        return (sizes[0] + 256 * sizes[1]) * (sizes[2] + 256 * sizes[3])
+        return tf.stack([sizes[0] + 256 * sizes[1], sizes[2] + 256 * sizes[3]])
 
     def bmp():
         sizes = header(18, 8)
         width, height = (sizes[i] + 2**8 * sizes[i + 1] + 2**16 * sizes[i + 2] + 2**24 * sizes[i + 3] for i in (0, 4))
-        return width * tf.where(height >= 2**31, 2**32 - height, height)  # a negative height: top-down rows
+        return tf.stack([width, tf.where(height >= 2**31, 2**32 - height, height)])  # negative: top-down rows
 
     def webp():  # its first chunk: lossy (VP8), lossless (VP8L), or extended (VP8X: the canvas)
         sizes = header(20, 10)
-        lossy = (sizes[6] + 256 * sizes[7]) % 2**14 * ((sizes[8] + 256 * sizes[9]) % 2**14)
+        lossy = tf.stack([(sizes[6] + 256 * sizes[7]) % 2**14, (sizes[8] + 256 * sizes[9]) % 2**14])
         bits = sizes[1] + 2**8 * sizes[2] + 2**16 * sizes[3] + 2**24 * sizes[4]
-        lossless = (bits % 2**14 + 1) * (bits // 2**14 % 2**14 + 1)
-        extended = (sizes[4] + 2**8 * sizes[5] + 2**16 * sizes[6] + 1) * (
-            sizes[7] + 2**8 * sizes[8] + 2**16 * sizes[9] + 1
+        lossless = tf.stack([bits % 2**14 + 1, bits // 2**14 % 2**14 + 1])
+        extended = tf.stack(
+            [sizes[4] + 2**8 * sizes[5] + 2**16 * sizes[6] + 1, sizes[7] + 2**8 * sizes[8] + 2**16 * sizes[9] + 1]
         )
         chunk = tf.strings.substr(encoded, 12, 4)
-        pixels = tf.where(tf.equal(chunk, b"VP8L"), lossless, tf.where(tf.equal(chunk, b"VP8X"), extended, lossy))
-        return tf.where(tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP"), pixels, 0)  # RIFF holds sound too
+        size = tf.where(tf.equal(chunk, b"VP8L"), lossless, tf.where(tf.equal(chunk, b"VP8X"), extended, lossy))
+        return tf.where(tf.equal(tf.strings.substr(encoded, 8, 4), b"WEBP"), size, 0)  # RIFF holds sound too
+
+    def jpeg():
+        height_width = tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)
+        return tf.reverse(height_width, [0])
 
     magic = tf.strings.substr(encoded, 0, 4)
     long_enough = tf.strings.length(encoded) >= 26
     return tf.case(
         [
-            (tf.io.is_jpeg(encoded), lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64))),
+            (tf.io.is_jpeg(encoded), jpeg),
             (long_enough & tf.equal(magic, b"\x89PNG"), png),
             (long_enough & tf.equal(magic, b"GIF8"), gif),
             (long_enough & tf.equal(tf.strings.substr(magic, 0, 2), b"BM"), bmp),
             (tf.equal(magic, b"RIFF") & (tf.strings.length(encoded) >= 30), webp),
         ],
-        default=lambda: tf.constant(0, tf.int64),
+        default=lambda: tf.zeros([2], tf.int64),
     )
+
+
+def declared_pixels(encoded):
+    """Width x height as the file's header declares them; 0 for formats that do not decode anyway."""
+    return tf.reduce_prod(declared_size(encoded))
+
+
+def decodable_size(width, height):
+    """Whether an image of these sides is one this project decodes: at most MAX_IMAGE_PIXELS, neither side more
+    than MAX_ASPECT_RATIO times the other (what the resize to the shorter side 256 would make of it)."""
+    return width * height <= MAX_IMAGE_PIXELS and max(width, height) <= MAX_ASPECT_RATIO * min(width, height)
 
 
 def exif_orientation(encoded):
@@ -193,13 +211,22 @@ def upright(image, orientation):
 
 
 def bounded(encoded):
-    """`encoded`, once its header is known to declare at most MAX_IMAGE_PIXELS (an InvalidArgumentError if not)."""
-    check = tf.debugging.assert_less_equal(
-        declared_pixels(encoded),
-        tf.constant(MAX_IMAGE_PIXELS, tf.int64),
-        message=f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels",
-    )
-    with tf.control_dependencies([check]):
+    """`encoded`, once its header is known to declare at most MAX_IMAGE_PIXELS and sides within MAX_ASPECT_RATIO of
+    each other (an InvalidArgumentError if not): what decoding and resizing it will allocate is bounded."""
+    size = declared_size(encoded)
+    checks = [
+        tf.debugging.assert_less_equal(
+            tf.reduce_prod(size),
+            tf.constant(MAX_IMAGE_PIXELS, tf.int64),
+            message=f"the image declares more than {MAX_IMAGE_PIXELS:,} pixels",
+        ),
+        tf.debugging.assert_less_equal(
+            tf.reduce_max(size),
+            MAX_ASPECT_RATIO * tf.reduce_min(size),
+            message=f"one side of the image is more than {MAX_ASPECT_RATIO} times the other",
+        ),
+    ]
+    with tf.control_dependencies(checks):
         return tf.identity(encoded)
 
 
@@ -388,29 +415,29 @@ def load_image_crops(path, spec, crops, k_crops, seed=0):
     encoded = tf.io.read_file(path)
     try:
         with startup.decoder_noise_held_back():
-            pixels = int(declared_pixels(encoded))
-            if pixels <= MAX_IMAGE_PIXELS:
+            width, height = (int(side) for side in declared_size(encoded))
+            if decodable_size(width, height):
                 decode_as_stored(encoded)
     except tf.errors.InvalidArgumentError:  # be specific: TF's word for TIFF, damaged headers and data
         encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
     else:
-        if pixels > MAX_IMAGE_PIXELS:
-            raise too_large(path, pixels)
+        if not decodable_size(width, height):
+            raise too_large(path, width, height)
     return eval_crops(encoded, spec, crops, crops_per_image(crops, k_crops), tf.constant([seed, 0], tf.int64))
 
 
-def too_large(path, pixels):
+def too_large(path, width, height):
     return DataError(
-        f"{path} declares {pixels:,} pixels, more than the {MAX_IMAGE_PIXELS:,} this project decodes: give a smaller "
-        "image"
+        f"{path} declares {width}x{height} pixels: this project decodes at most {MAX_IMAGE_PIXELS:,}, neither side "
+        f"more than {MAX_ASPECT_RATIO} times the other; give a smaller image, or crop it"
     )
 
 
 def _pillow_rgb(path):
     try:
         with Image.open(path) as image:
-            if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise too_large(path, image.width * image.height)
+            if not decodable_size(image.width, image.height):
+                raise too_large(path, image.width, image.height)
             return ImageOps.exif_transpose(image).convert("RGB")
     except (OSError, Image.UnidentifiedImageError, Image.DecompressionBombError) as error:  # be specific: what
         # Pillow raises for files that are not images, truncated ones, and its own pixel bound

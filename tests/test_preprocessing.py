@@ -39,10 +39,33 @@ def test_webp_headers_bound_the_pixels_as_other_formats_do(tmp_path):
     bits = struct.unpack("<I", data[21:25])[0] & ~(2**28 - 1) | 16382 | 16382 << 14  # width - 1, height - 1
     data[21:25] = struct.pack("<I", bits)
     (tmp_path / "bomb.webp").write_bytes(bytes(data))
-    with pytest.raises(DataError, match="declares 268,402,689 pixels, more than the 100,000,000"):
+    with pytest.raises(DataError, match="declares 16383x16383 pixels: this project decodes at most 100,000,000"):
         preprocessing.load_image_crops(str(tmp_path / "bomb.webp"), preprocessing.Preprocessing(), "center", 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than"):
         preprocessing.eval_crops(tf.constant(bytes(data)), preprocessing.Preprocessing(), "center", 1, [0, 0])
+
+
+def test_headers_give_width_and_height_in_that_order(tmp_path):
+    photo = Image.fromarray(np.zeros((37, 53, 3), np.uint8))  # 53 wide, 37 high
+    for kind in ("JPEG", "PNG", "GIF", "BMP", "WEBP"):
+        encoded = io.BytesIO()
+        photo.save(encoded, kind)
+        assert preprocessing.declared_size(tf.constant(encoded.getvalue())).numpy().tolist() == [53, 37], kind
+
+
+def test_a_tiny_image_that_the_resize_would_make_huge_is_refused_in_every_path(tmp_path):
+    """An 8000x2 PNG is 138 bytes; resized to the shorter side 256 it would be 256x1,024,000 pixels (3 GB as floats)."""
+    Image.fromarray(np.zeros((2, 8000, 3), np.uint8)).save(tmp_path / "wide.png")
+    encoded = tf.constant((tmp_path / "wide.png").read_bytes())
+    spec = preprocessing.Preprocessing()
+    with pytest.raises(DataError, match="declares 8000x2 pixels: .* neither side more than 100 times the other"):
+        preprocessing.load_image_crops(str(tmp_path / "wide.png"), spec, "center", 1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 100 times the other"):
+        preprocessing.eval_crops(encoded, spec, "center", 1, [0, 0])  # test.py, the mean, the SavedModel
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 100 times the other"):
+        preprocessing.train_crop(encoded, spec, "paper", tf.constant([0, 0], tf.int64))  # training, the scan's decode
+    Image.fromarray(np.zeros((2, 200, 3), np.uint8)).save(tmp_path / "panorama.png")  # 100:1 still decodes
+    assert preprocessing.load_image_crops(str(tmp_path / "panorama.png"), spec, "center", 1).shape == (1, 224, 224, 3)
 
 
 def test_classify_s_loader_refuses_a_file_larger_than_any_image_before_reading_it(tmp_path):
