@@ -92,7 +92,11 @@ def validation_set(args, config, data_dir):
     synsets = data_reader.load_classes(data_dir)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     trained = config.settings  # an imported run has none: read_split's defaults
-    split = {"val_fraction": trained.val_fraction, "seed": trained.seed} if trained else {}
+    split = (
+        {"val_fraction": trained.val_fraction, "seed": trained.seed, "split_rule": trained.split_rule}
+        if trained
+        else {}
+    )
     return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 

@@ -38,6 +38,7 @@ prepared.json): a Split then lists the shards and their record counts instead of
 """
 
 import collections
+import hashlib
 import json
 import os
 import re
@@ -63,6 +64,12 @@ MANIFEST_MAX_BYTES = 256 * 2**20  # 1,152 shard names and counts, and the unread
 SYNSET_WORDS_MAX_BYTES = 2**20  # Caffe's synset_words.txt is 31 KB
 FOLDER_SPLITS = {"train": "train", "val": "val"}  # your own images, both splits given
 VAL_FRACTION = 0.1  # ours: the validation share of each class when your folder has no val/
+# How your own images without val/ are split. name-hash: an image is for validation when a hash of the seed and its
+# path (relative to the dataset folder) falls below val_fraction, so that adding or removing images never moves
+# another between training and validation. permutation: a draw over each class's image count (runs before it; one
+# image added redrew the class's split), kept for the runs that recorded none.
+SPLIT_RULES = ("name-hash", "permutation")
+SPLIT_RULE = "name-hash"
 MIN_CLASSES = 2
 NUM_CLASSES = 1000  # ILSVRC2012's leaf synsets
 WNID_PATTERN = re.compile(r"n\d{8}")
@@ -298,14 +305,15 @@ def named_classes(names):
 
 
 def splits_given(data_dir):
-    """Whether your own images come as DIR/train and DIR/val, not to be split here."""
-    return os.path.isdir(os.path.join(data_dir, FOLDER_SPLITS["train"]))
+    """Whether your own images come as DIR/train and DIR/val, not to be split here: those two folders and no other
+    (a flat folder of classes may well have a class named train, beside bus and car)."""
+    return sorted(subfolders(data_dir)) == sorted(FOLDER_SPLITS.values())
 
 
 def subfolders(folder):
-    """The sorted names of the folder's subfolders that are not hidden, each staying inside `folder`."""
-    names = sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
-    return [name for name in names if inside(folder, name, folder, DataError)]
+    """The sorted names of the folder's subfolders that are not hidden. A subfolder may be a symlink to the user's
+    images elsewhere: these names are the user's own folder's, not read from a file (those stay confined: inside)."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir() and not entry.name.startswith("."))
 
 
 def nested_image_files(folder):
@@ -324,11 +332,11 @@ def nested_image_files(folder):
     return sorted(found)
 
 
-def list_folders(data_dir, synsets, part, val_fraction, seed):
-    """(paths, labels) of your own images of `part`: from DIR/train and DIR/val, or `val_fraction` of each class
-    (at least one image) drawn for validation from (seed, class index) and the rest for training."""
+def list_folders(data_dir, synsets, part, val_fraction, seed, split_rule):
+    """(paths, labels) of your own images of `part`: from DIR/train and DIR/val, or split by `split_rule` with
+    `val_fraction` and `seed` (SPLIT_RULES); the classes left without a validation image are named."""
     given = splits_given(data_dir)
-    paths, labels = [], []
+    paths, labels, without_val = [], [], []
     for index, synset in enumerate(synsets):
         folder = (
             os.path.join(data_dir, FOLDER_SPLITS[part], synset.wnid) if given else os.path.join(data_dir, synset.wnid)
@@ -340,15 +348,46 @@ def list_folders(data_dir, synsets, part, val_fraction, seed):
                     f"class {synset.wnid} has {len(files)} image(s) in {folder}: a validation split needs at "
                     "least 2, or give DIR/train and DIR/val"
                 )
-            order = np.random.default_rng([seed, index]).permutation(len(files))
-            num_val = min(max(1, round(val_fraction * len(files))), len(files) - 1)
-            chosen = order[:num_val] if part == "val" else order[num_val:]
-            files = [files[i] for i in sorted(chosen)]
+            validation = in_validation(
+                files, data_dir, val_fraction=val_fraction, seed=seed, rule=split_rule, label=index
+            )
+            if all(validation):
+                raise DataError(
+                    f"class {synset.wnid} has all its {len(files)} images in {folder} drawn for validation: add "
+                    "images, or lower --val-fraction"
+                )
+            without_val += [] if any(validation) else [synset.wnid]
+            files = [path for path, held_out in zip(files, validation) if held_out == (part == "val")]
+        if not files and part == "val":
+            continue
         if not files:
             raise DataError(f"class {synset.wnid} has no images in {folder}: add some, or remove the folder")
         paths += files
         labels += [index] * len(files)
+    if not paths:
+        raise DataError(
+            f"no image of {data_dir} is drawn for validation (--val-fraction {val_fraction}): raise it, add images, "
+            "or give DIR/train and DIR/val"
+        )
+    if without_val and part == "val":
+        print(
+            f"{len(without_val)} of {len(synsets)} classes have no validation image in {data_dir} "
+            f"({', '.join(without_val[:5])}{', ...' if len(without_val) > 5 else ''}): each image is drawn for "
+            "validation with the chance --val-fraction; add images, or give DIR/train and DIR/val"
+        )
     return paths, labels
+
+
+def in_validation(files, data_dir, *, val_fraction, seed, rule, label):
+    """For each image of the class `label`'s `files`, whether it is held out for validation under `rule`."""
+    if rule == "permutation":
+        order = np.random.default_rng([seed, label]).permutation(len(files))
+        num_val = min(max(1, round(val_fraction * len(files))), len(files) - 1)
+        held_out = set(order[:num_val].tolist())
+        return [i in held_out for i in range(len(files))]
+    names = (os.path.relpath(path, data_dir).replace(os.sep, "/") for path in files)
+    digests = (hashlib.sha256(f"{seed}/{name}".encode()).digest() for name in names)
+    return [int.from_bytes(digest[:8], "big") < val_fraction * 2**64 for digest in digests]
 
 
 def read_manifest(data_dir):
@@ -358,11 +397,11 @@ def read_manifest(data_dir):
         return json.load(f)
 
 
-def read_split(data_dir, synsets, part, val_fraction=VAL_FRACTION, seed=0):
-    """The "train" or "val" Split of a dataset folder: ILSVRC2012, your own images (`val_fraction` and `seed`
-    draw the validation images when the folder has no val/), or prepared shards of either."""
+def read_split(data_dir, synsets, part, val_fraction=VAL_FRACTION, seed=0, split_rule=SPLIT_RULE):
+    """The "train" or "val" Split of a dataset folder: ILSVRC2012, your own images (`val_fraction`, `seed` and
+    `split_rule` draw the validation images when the folder has no val/), or prepared shards of either."""
     if is_class_folders(data_dir):
-        return Split(*list_folders(data_dir, synsets, part, val_fraction, seed), None)
+        return Split(*list_folders(data_dir, synsets, part, val_fraction, seed, split_rule), None)
     if not is_prepared(data_dir):
         return Split(*(list_train if part == "train" else list_val)(data_dir, synsets), None)
     manifest_path = os.path.join(data_dir, PREPARED_MANIFEST)

@@ -74,6 +74,7 @@ class RunSettings:
     val_fraction: float = datasets.VAL_FRACTION  # runs from before the field had it
     init_from: str | None = None
     train_layers: str = "all"
+    split_rule: str = "permutation"  # your own images without val/ (datasets.SPLIT_RULES); runs that recorded none
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +133,10 @@ class RunConfig:
         lrn = config.architecture.lrn
         if set(lrn) != set(network.PAPER_LRN) or not all(_is_number(value) for value in lrn.values()):
             raise ConfigFieldError(f'"architecture.lrn" is {lrn}, not numbers named {", ".join(network.PAPER_LRN)}')
+        if config.settings and config.settings.split_rule not in datasets.SPLIT_RULES:
+            raise ConfigFieldError(
+                f'"settings.split_rule" is {config.settings.split_rule!r}, not one of {", ".join(datasets.SPLIT_RULES)}'
+            )
         if config.layout not in LAYOUTS:
             raise ConfigFieldError(f'"layout" is {config.layout!r}, not one of {", ".join(LAYOUTS)}')
         if config.preprocessing.crop_size != config.architecture.image_size:

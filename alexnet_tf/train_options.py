@@ -49,6 +49,7 @@ RUN_DEFAULTS = {
     "val_fraction": datasets.VAL_FRACTION,
     "init_from": None,
     "train_layers": training.ALL_LAYERS,
+    "split_rule": datasets.SPLIT_RULE,  # not a flag: new runs split by name, resumed ones as they did
 }  # precision: the hardware's
 SAMPLE_DEFAULTS = {
     "epochs": SAMPLE_EPOCHS,
@@ -82,6 +83,12 @@ class TrainOptions:
         return math.ceil(MAX_BAD_FRACTION * num_images)
 
 
+def paper_settings(**changes):
+    """The run settings of train.py without flags (the paper's recipe, this hardware's precision), with `changes`:
+    for programs that build training as train.py does (benchmarks/)."""
+    return RunSettings(**{**RUN_DEFAULTS, "precision": network.default_precision(), **changes})
+
+
 def resolve(args, *, saved=None, source=None, replicas=1):
     """This command's TrainOptions from the parsed flags and, on -resume, the `saved` RunConfig, or, with
     --init-from, the `source` run's; a UsageError (or a CheckpointError naming what differs from the saved run) when
@@ -92,7 +99,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
         **(SAMPLE_DEFAULTS if args.sample else {}),
         **(FINETUNE_DEFAULTS if args.init_from else {}),
     }
-    given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name) is not None}
+    given = {name: getattr(args, name) for name in RUN_DEFAULTS if getattr(args, name, None) is not None}
     if source is not None:
         groups = source.architecture.groups
         if given.get("groups", groups) != groups:

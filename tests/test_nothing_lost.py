@@ -16,10 +16,10 @@ def test_a_fifo_named_like_an_image_is_not_an_image(tmp_path):
     os.mkfifo(photos / "bus" / "pipe.jpg")  # opening it would wait for a writer forever
     os.mkfifo(photos / "bus" / "nested" / "pipe.png")
     synsets = data_reader.load_classes(str(photos))
-    listed = (
-        data_reader.read_split(str(photos), synsets, "train").paths
-        + data_reader.read_split(str(photos), synsets, "val").paths
-    )
+    split = {"val_fraction": 0.5, "seed": 1}
+    listed = [
+        path for part in ("train", "val") for path in data_reader.read_split(str(photos), synsets, part, **split).paths
+    ]
     assert len(listed) == 6 and not any("pipe" in path for path in listed)
 
 

@@ -5,32 +5,14 @@ import os
 
 import numpy as np
 import pytest
-from conftest import flags, run_main, run_script
+from conftest import flags, run_main, run_script, write_classes
 from PIL import Image
 
 import alexnet
 import data_reader
-from alexnet_tf import errors, sample_dataset
+from alexnet_tf import datasets, errors
 
 CLASSES = ("Zebra", "apple", "cat")  # sorted: "Zebra" < "apple" < "cat", as sorted() and ImageFolder order them
-
-
-def write_classes(root, counts, rng=None):
-    """Folders of classes under `root`, `counts[name]` images each (every third in a nested folder), plus what must
-    be ignored: hidden files and folders, a text file, a file at the top."""
-    rng = rng or np.random.default_rng(0)
-    for label, (name, count) in enumerate(counts.items()):
-        (root / name / "nested").mkdir(parents=True, exist_ok=True)
-        (root / name / ".thumbnails").mkdir(exist_ok=True)
-        for n in range(count):
-            sub = "nested/" if n % 3 == 0 else ""
-            sample_dataset.stripes(label, len(counts), rng).save(root / name / f"{sub}{name}_{n}.jpg", quality=90)
-        (root / name / "notes.txt").write_text("not an image")
-        (root / name / ".hidden.jpg").write_bytes(b"not even a JPEG")
-        (root / name / ".thumbnails" / "t.jpg").write_bytes(b"not even a JPEG")
-    (root / "README.txt").write_text("my classes")
-    (root / ".cache").mkdir(exist_ok=True)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -53,17 +35,36 @@ def test_class_folders_are_recognised_and_named_in_sorted_order(folders, tiny_da
         data_reader.load_classes(str(incomplete))
 
 
-def test_the_validation_split_is_deterministic_disjoint_and_stratified(folders):
-    split = {"val_fraction": 0.25, "seed": 3}
+@pytest.mark.parametrize("rule", datasets.SPLIT_RULES)
+def test_the_validation_split_is_deterministic_and_disjoint(folders, rule):
+    split = {"val_fraction": 0.25, "seed": 3, "split_rule": rule}
     train, val = read(folders, "train", **split), read(folders, "val", **split)
     assert read(folders, "val", **split) == val and read(folders, "train", **split) == train
     assert not set(train.paths) & set(val.paths)
-    files = {c: data_reader.nested_image_files(str(folders / c)) for c in CLASSES}
+    files = {c: datasets.nested_image_files(str(folders / c)) for c in CLASSES}
     assert sorted(train.paths + val.paths) == sorted(path for paths in files.values() for path in paths)
     assert all(os.path.basename(path).startswith(CLASSES[label]) for path, label in zip(val.paths, val.labels))
-    assert [val.labels.count(label) for label in range(3)] == [round(0.25 * len(files[c])) for c in CLASSES]
     assert any(f"{os.sep}nested{os.sep}" in path for path in train.paths + val.paths)
-    assert read(folders, "val", val_fraction=0.25, seed=4) != val
+    assert read(folders, "val", **{**split, "seed": 4}) != val
+    counts = [val.labels.count(label) for label in range(3)]
+    if rule == "permutation":  # runs before name-hash: exactly the fraction of each class
+        assert counts == [round(0.25 * len(files[c])) for c in CLASSES]
+    else:  # each image with the chance val_fraction: 41 images give about 10
+        assert 4 <= sum(counts) <= 18
+
+
+def test_adding_or_removing_images_never_moves_another_between_training_and_validation(tmp_path):
+    photos = write_classes(tmp_path / "photos", {"bus": 30, "car": 30, "train": 30})
+    split = {"val_fraction": 0.2, "seed": 0}
+    before = set(read(photos, "val", **split).paths)
+    write_classes(tmp_path / "more", {"bus": 5, "car": 5, "train": 5})  # one more photo a class, and a few
+    for new in (tmp_path / "more").glob("*/*.jpg"):
+        new.rename(photos / new.parent.name / f"added_{new.name}")
+    os.remove(sorted(before)[0])
+    after = set(read(photos, "val", **split).paths)
+    assert {path for path in after if "added_" not in path} == before - {sorted(before)[0]}
+    drawn = set(read(photos, "val", **split, split_rule="permutation").paths)  # the old rule: the class is redrawn
+    assert drawn - {path for path in drawn if "added_" in path} != before - {sorted(before)[0]}
 
 
 def test_train_and_val_folders_are_read_as_given(tmp_path):
@@ -127,7 +128,8 @@ def test_a_grayscale_png_class_folder_reads(tmp_path):
         (root / name).mkdir(parents=True)
         for n in range(3):
             Image.new(mode, (40, 30), 100 + n).save(root / name / f"{n}.png")
-    assert read(root, "train").num_images == 4 and read(root, "val").num_images == 2
+    train, val = read(root, "train", val_fraction=0.5, seed=1), read(root, "val", val_fraction=0.5, seed=1)
+    assert train.num_images + val.num_images == 6 and set(train.labels + val.labels) == {0, 1}
 
 
 def test_prepared_shards_of_class_folders_hold_the_same_split(folders, tmp_path):
@@ -140,3 +142,12 @@ def test_prepared_shards_of_class_folders_hold_the_same_split(folders, tmp_path)
         prepared = read(tmp_path / "prepared", part)
         labels = sorted(int(label) for _, label in input_pipeline.encoded_images(prepared))
         assert labels == sorted(read(folders, part).labels), part
+
+
+def test_a_class_named_train_and_a_class_folder_linked_from_elsewhere_are_classes(tmp_path):
+    photos = write_classes(tmp_path / "photos", {"bus": 3, "car": 3, "train": 3})
+    write_classes(tmp_path / "other-disk", {"tram": 3})
+    os.symlink(tmp_path / "other-disk" / "tram", photos / "tram")
+    assert [s.wnid for s in data_reader.load_classes(str(photos))] == ["bus", "car", "train", "tram"]
+    listed = read(photos, "train").paths + read(photos, "val").paths
+    assert sum(f"{os.sep}tram{os.sep}" in path for path in listed) == 3
