@@ -1,6 +1,6 @@
 """Shared fixtures and helpers: a tiny dataset in the ILSVRC2012 layout and its prepared shards, a runner for the
-scripts that checks their one-line errors, the config of a training run, and the order in which the two pytest-xdist
-workers take the test files."""
+scripts that checks their one-line errors, the config of a training run, devkits, weight files and folders of your
+own classes as tests write them, and the order in which the two pytest-xdist workers take the test files."""
 
 from alexnet_tf import startup  # noqa: F401  (first, as in every script: quiets TensorFlow's start-up here too)
 
@@ -9,6 +9,7 @@ import functools
 import importlib.util
 import io
 import os
+import pickle
 import pty
 import select
 import shutil
@@ -21,8 +22,7 @@ import pytest
 from PIL import Image
 
 import data_reader
-from alexnet_tf import errors
-from alexnet_tf import sample_dataset
+from alexnet_tf import errors, preprocessing, run_config, sample_dataset
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The scripts run as a user runs them: TensorFlow's start-up logs left to
@@ -31,6 +31,22 @@ SCRIPT_ENV = {
     **{name: value for name, value in os.environ.items() if name not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONPATH")},
     "PYTHONPATH": ROOT,
 }
+# A small run's settings, float32, for training_config
+TRAINING_SETTINGS = {
+    "epochs": 2,
+    "batch_size": 2,
+    "lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "dropout": 0.5,
+    "augment": "paper",
+    "groups": 1,
+    "steps_per_epoch": 4,
+    "seed": 0,
+    "deterministic": False,
+    "precision": "float32",
+    "save_every": 4,
+}
 DECODABLE = ("gray", "cmyk", "png", "gif", "bmp")
 UNREADABLE = ("truncated", "empty", "text", "bomb")
 # The test files in the order the two pytest-xdist workers take them (whole files, pytest.ini), longest first so
@@ -38,12 +54,16 @@ UNREADABLE = ("truncated", "empty", "text", "bomb")
 # run_folder 234, learning 232, speed 138, scripts 106, reliability 73, export 65, own_images 63, prepared 56,
 # security 44, import_weights 42; the rest take under 20 each and follow in their own order. In the order xdist
 # chose, by the number of tests in a file, the two longest came last and the suite took 12 min 41 s; in this order
-# 10 min 22 s, and 12 min 17 s on a fresh clone in a slower spell of the same machine.
+# 10 min 22 s, and 12 min 17 s on a fresh clone in a slower spell of the same machine. Since then: training's tests
+# left scripts (7 s of it, alone with -n 0) for a file of their own, listed after import_weights; docs is not timed
+# yet, and is listed early, where a file shorter than thought costs the workers nothing and a long one would not
+# end the suite alone.
 LONGEST_FIRST = (
     "test_distribute.py",
     "test_run_folder.py",
     "test_learning.py",
     "test_speed.py",
+    "test_docs.py",
     "test_scripts.py",
     "test_reliability.py",
     "test_export.py",
@@ -51,6 +71,7 @@ LONGEST_FIRST = (
     "test_prepared.py",
     "test_security.py",
     "test_import_weights.py",
+    "test_training.py",
 )
 
 
@@ -67,6 +88,21 @@ def tiny_data(tmp_path_factory):
     out = tmp_path_factory.mktemp("data") / "ILSVRC2012"
     sample_dataset.make_sample(str(out), train_per_class=4, val_per_class=2)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory):
+    """The folder `pip install .` would fill (the clone's pyproject.toml, alexnet.py, data_reader.py, alexnet_tf/),
+    for programs run from elsewhere with it alone on PYTHONPATH. Built from a copy, so the clone gets no build/."""
+    work = tmp_path_factory.mktemp("install")
+    for name in ("pyproject.toml", "README.md", "alexnet.py", "data_reader.py"):
+        shutil.copy(os.path.join(ROOT, name), work)
+    shutil.copytree(os.path.join(ROOT, "alexnet_tf"), work / "alexnet_tf", ignore=shutil.ignore_patterns("__pycache__"))
+    site = work / "site"
+    command = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
+    result = subprocess.run([*command, "--target", site, work], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return str(site)
 
 
 @pytest.fixture(scope="session")
@@ -189,23 +225,15 @@ def one_line_error():
 
 @pytest.fixture
 def training_config():
-    """A factory of training configs as train.py writes them, for build_training: small, float32 unless asked."""
+    """A factory of RunConfigs as train.py makes them, for build_training: small, float32 unless asked."""
 
-    def config(num_classes=3, **settings):
-        return {
-            "architecture": {"num_classes": num_classes, "groups": 1, "dropout": 0.5},
-            "settings": {
-                "seed": 0,
-                "lr": 0.01,
-                "momentum": 0.9,
-                "weight_decay": 5e-4,
-                "steps_per_epoch": 4,
-                "batch_size": 2,
-                "deterministic": False,
-                "precision": "float32",
-                **settings,
-            },
-        }
+    def config(num_classes=3, image_size=224, **settings):
+        return run_config.RunConfig(
+            architecture=run_config.Architecture(num_classes=num_classes, image_size=image_size),
+            classes=tuple(run_config.ClassName(wnid=f"class{i}", words=f"class {i}") for i in range(num_classes)),
+            preprocessing=preprocessing.Preprocessing(crop_size=image_size),
+            settings=run_config.RunSettings(**{**TRAINING_SETTINGS, **settings}),
+        )
 
     return config
 
@@ -286,3 +314,86 @@ def devkit_copy(tiny_data, tmp_path):
     data = tmp_path / "ILSVRC2012"
     shutil.copytree(tiny_data, data)
     return data
+
+
+# Leaf IDs deliberately not in sorted-WNID order, internal synsets interleaved, rows not in ID order.
+SMALL_DEVKIT_ROWS = [
+    (4, "n00000001", "internal a", (2, 3)),
+    (3, "n01000000", "zebra", ()),
+    (1, "n03000000", "kit fox", ()),
+    (5, "n00000002", "internal b", (1,)),
+    (2, "n02000000", "alp", ()),
+]
+
+
+@pytest.fixture
+def small_devkit(tmp_path):
+    """A devkit's meta.mat of SMALL_DEVKIT_ROWS (three leaves, two internal synsets) and the training images of its
+    leaves (2, 1 and 3 by ID), no validation set: in this test's own folder, to add to at will."""
+    sample_dataset.write_meta_mat(str(tmp_path / "data" / "meta.mat"), SMALL_DEVKIT_ROWS)
+    for wnid, count in (("n03000000", 2), ("n02000000", 1), ("n01000000", 3)):
+        os.makedirs(tmp_path / data_reader.TRAIN_DIR / wnid)
+        for n in range(count):
+            Image.new("RGB", (40, 30)).save(tmp_path / data_reader.TRAIN_DIR / wnid / f"{wnid}_{n}.JPEG")
+    return tmp_path
+
+
+IMAGENET_DEVKIT_VAL_IMAGES = 12
+
+
+def wnids_and_words(count=1000):
+    """`count` distinct made-up (WNID, words) pairs, not in sorted order: ILSVRC2012's 1000 classes by default."""
+    numbers = np.random.default_rng(1).choice(10**8, count, replace=False)
+    return [(f"n{number:08d}", f"class {i}") for i, number in enumerate(numbers)]
+
+
+@pytest.fixture(scope="module")
+def imagenet_devkit(tmp_path_factory):
+    """ILSVRC2012's shape: the 1000 leaf classes of wnids_and_words() whose ILSVRC2012_IDs are a shuffle of their
+    sorted order (as the devkit's are), an internal node, and IMAGENET_DEVKIT_VAL_IMAGES validation images of
+    distinct classes; no training images."""
+    root = tmp_path_factory.mktemp("devkit") / "ILSVRC2012"
+    classes = wnids_and_words()
+    rng = np.random.default_rng(2)
+    rows = [(i + 1, wnid, words, ()) for i, (wnid, words) in enumerate(classes)]
+    sample_dataset.write_meta_mat(str(root / data_reader.META_MAT), [*rows, (1001, "n00001740", "entity", (1, 2))])
+    labels = rng.choice(1000, IMAGENET_DEVKIT_VAL_IMAGES, replace=False)
+    (root / data_reader.VAL_DIR).mkdir()
+    for n in range(IMAGENET_DEVKIT_VAL_IMAGES):
+        pixels = rng.integers(0, 256, (rng.integers(200, 400), rng.integers(200, 400), 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / data_reader.VAL_DIR / data_reader.VAL_NAME.format(n + 1), quality=90)
+    (root / data_reader.GROUND_TRUTH).write_text("".join(f"{label + 1}\n" for label in labels))
+    return root
+
+
+def write_npy(path, item, protocol=3):
+    """`item` as np.save writes it to the .npy file `path`: a plain array as it is, anything else (a dict of layers,
+    a list) as a 0-d object array holding it, pickled at `protocol` (np.save's is 3; 2 is how Python 2's NumPy wrote
+    bvlc_alexnet.npy). Returns `path`."""
+    if isinstance(item, np.ndarray) and item.dtype != object:
+        np.save(path, item)
+        return path
+    array = np.empty((), object)
+    array[()] = item
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "|O", "fortran_order": False, "shape": ()})
+        pickle.dump(array, f, protocol=protocol)
+    return path
+
+
+def write_classes(root, counts, rng=None):
+    """Folders of classes under `root`, `counts[name]` images each (every third in a nested folder), plus what must
+    be ignored: hidden files and folders, a text file, a file at the top."""
+    rng = rng or np.random.default_rng(0)
+    for label, (name, count) in enumerate(counts.items()):
+        (root / name / "nested").mkdir(parents=True, exist_ok=True)
+        (root / name / ".thumbnails").mkdir(exist_ok=True)
+        for n in range(count):
+            sub = "nested/" if n % 3 == 0 else ""
+            sample_dataset.stripes(label, len(counts), rng).save(root / name / f"{sub}{name}_{n}.jpg", quality=90)
+        (root / name / "notes.txt").write_text("not an image")
+        (root / name / ".hidden.jpg").write_bytes(b"not even a JPEG")
+        (root / name / ".thumbnails" / "t.jpg").write_bytes(b"not even a JPEG")
+    (root / "README.txt").write_text("my classes")
+    (root / ".cache").mkdir(exist_ok=True)
+    return root

@@ -41,8 +41,8 @@ def main():
     moment, step = os.environ["KILL_AT"].split(":")
     if moment.endswith("before-step"):
         signum = signal.Signals[moment.removesuffix("-before-step")] if moment != "before-step" else signal.SIGKILL
-        train_callbacks = training.callbacks
-        training.callbacks = lambda **kwargs: [*train_callbacks(**kwargs), KillBeforeStep(int(step), signum)]
+        train_callbacks = training.run_callbacks
+        training.run_callbacks = lambda **kwargs: [*train_callbacks(**kwargs), KillBeforeStep(int(step), signum)]
     else:
         record_state = tf.train.CheckpointManager._record_state
 

@@ -9,28 +9,8 @@ import data_reader
 from alexnet_tf import errors, sample_dataset
 
 
-# Leaf IDs deliberately not in sorted-WNID order, internal synsets interleaved, rows not in ID order.
-DEVKIT_ROWS = [
-    (4, "n00000001", "internal a", (2, 3)),
-    (3, "n01000000", "zebra", ()),
-    (1, "n03000000", "kit fox", ()),
-    (5, "n00000002", "internal b", (1,)),
-    (2, "n02000000", "alp", ()),
-]
-
-
-@pytest.fixture
-def devkit(tmp_path):
-    sample_dataset.write_meta_mat(str(tmp_path / "data" / "meta.mat"), DEVKIT_ROWS)
-    for wnid, count in (("n03000000", 2), ("n02000000", 1), ("n01000000", 3)):
-        os.makedirs(tmp_path / data_reader.TRAIN_DIR / wnid)
-        for n in range(count):
-            Image.new("RGB", (40, 30)).save(tmp_path / data_reader.TRAIN_DIR / wnid / f"{wnid}_{n}.JPEG")
-    return tmp_path
-
-
-def test_load_synsets_gives_leaves_in_id_order(devkit):
-    synsets = data_reader.load_synsets(str(devkit / "data" / "meta.mat"))
+def test_load_synsets_gives_leaves_in_id_order(small_devkit):
+    synsets = data_reader.load_synsets(str(small_devkit / "data" / "meta.mat"))
     assert [(s.ilsvrc_id, s.wnid, s.words) for s in synsets] == [
         (1, "n03000000", "kit fox"),
         (2, "n02000000", "alp"),
@@ -38,9 +18,9 @@ def test_load_synsets_gives_leaves_in_id_order(devkit):
     ]
 
 
-def test_list_train_labels_are_ids_minus_one(devkit):
-    synsets = data_reader.load_synsets(str(devkit / "data" / "meta.mat"))
-    paths, labels = data_reader.list_train(str(devkit), synsets)
+def test_list_train_labels_are_ids_minus_one(small_devkit):
+    synsets = data_reader.load_synsets(str(small_devkit / "data" / "meta.mat"))
+    paths, labels = data_reader.list_train(str(small_devkit), synsets)
     assert [(os.path.basename(os.path.dirname(p)), label) for p, label in zip(paths, labels)] == [
         ("n03000000", 0),
         ("n03000000", 0),
@@ -51,13 +31,13 @@ def test_list_train_labels_are_ids_minus_one(devkit):
     ]
 
 
-def test_list_val_reads_the_ground_truth_in_file_name_order(devkit):
-    synsets = data_reader.load_synsets(str(devkit / "data" / "meta.mat"))
-    os.makedirs(devkit / data_reader.VAL_DIR)
+def test_list_val_reads_the_ground_truth_in_file_name_order(small_devkit):
+    synsets = data_reader.load_synsets(str(small_devkit / "data" / "meta.mat"))
+    os.makedirs(small_devkit / data_reader.VAL_DIR)
     for n in (3, 1, 2):
-        Image.new("RGB", (40, 30)).save(devkit / data_reader.VAL_DIR / data_reader.VAL_NAME.format(n))
-    (devkit / data_reader.GROUND_TRUTH).write_text("3\n1\n2\n")
-    paths, labels = data_reader.list_val(str(devkit), synsets)
+        Image.new("RGB", (40, 30)).save(small_devkit / data_reader.VAL_DIR / data_reader.VAL_NAME.format(n))
+    (small_devkit / data_reader.GROUND_TRUTH).write_text("3\n1\n2\n")
+    paths, labels = data_reader.list_val(str(small_devkit), synsets)
     assert [os.path.basename(p) for p in paths] == [data_reader.VAL_NAME.format(n) for n in (1, 2, 3)]
     assert labels == [2, 0, 1]
 
@@ -86,15 +66,15 @@ def test_ground_truth_of_another_length_is_refused(tiny_data, tmp_path):
         data_reader.list_val(str(tmp_path / "d"), synsets)
 
 
-def test_missing_files_are_named_with_their_fix(tmp_path):
+def test_missing_files_are_named_with_their_fix(training_config, tmp_path):
     with pytest.raises(errors.DataError, match="meta.mat not found at .*devkit"):
         data_reader.load_synsets(str(tmp_path / "data" / "meta.mat"))
     with pytest.raises(errors.DataError, match=f"{tmp_path}.*--data-dir"):
         data_reader.list_train(str(tmp_path), [])
     with pytest.raises(errors.DataError, match="not found"):
         sample_dataset.data_dir_for(str(tmp_path / "nowhere"), sample=False)
-    moved = {"data_dir": str(tmp_path / "moved")}  # a run whose dataset folder has moved since
-    with pytest.raises(errors.DataError, match=f"run's dataset folder {moved['data_dir']} .*config.json.*--data-dir"):
+    moved = training_config().replace(data_dir=str(tmp_path / "moved"))  # a run whose dataset folder has moved since
+    with pytest.raises(errors.DataError, match=f"run's dataset folder {moved.data_dir} .*config.json.*--data-dir"):
         sample_dataset.data_dir_for(None, sample=False, run=moved)
     assert sample_dataset.data_dir_for(str(tmp_path), sample=False, run=moved) == str(tmp_path)
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import alexnet
-from alexnet_tf import distribute, errors, run_folder, settings
+from alexnet_tf import distribute, errors, run_folder, train_options
 import train
 from conftest import SCRIPT_ENV, flags, run_script, script_command
 
@@ -129,18 +129,15 @@ def test_two_workers_train_save_once_by_the_chief_and_resume(tiny_data, tmp_path
     assert list(worker_tmp.iterdir()) == []
 
 
-def resumed_settings(batch_size, replicas):
-    args = train.get_args_parser().parse_args(["-resume"])
-    saved = {
-        "settings": {**settings.RUN_DEFAULTS, "precision": "float32", "batch_size": batch_size, "steps_per_epoch": 10}
-    }
-    return settings.resolve(args, saved=saved, replicas=replicas)
+def test_the_replica_check_uses_the_runs_batch_size(training_config):
+    def resumed_options(batch_size, replicas):
+        args = train.get_args_parser().parse_args(["-resume"])
+        saved = training_config(batch_size=batch_size, steps_per_epoch=10)
+        return train_options.resolve(args, saved=saved, replicas=replicas)
 
-
-def test_the_replica_check_uses_the_runs_batch_size():
-    assert resumed_settings(96, replicas=3).batch_size == 96  # the default batch size, 128, would not split
+    assert resumed_options(96, replicas=3).settings.batch_size == 96  # the default batch size, 128, would not split
     with pytest.raises(errors.UsageError, match="the run's batch size 100 does not split evenly across the 8"):
-        resumed_settings(100, replicas=8)
+        resumed_options(100, replicas=8)
 
 
 def test_a_keras_whose_internals_moved_fails_at_start_up(monkeypatch):

@@ -21,7 +21,7 @@ import classify
 import data_reader
 from alexnet_tf import errors
 import export
-from alexnet_tf import preprocessing, run_folder
+from alexnet_tf import network, preprocessing, run_folder
 
 # Run in a fresh interpreter whose path holds no module of this project
 LOAD_AND_SERVE = """
@@ -76,9 +76,9 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
         names, scores = classify_py(str(one_step_run), image, crops, capsys)
         assert out["names"][row] == names, image
         np.testing.assert_allclose(out["scores"][row], scores, atol=1e-4, err_msg=image)
-        assert out["wnids"][row] == [config["classes"][c]["wnid"] for c in out["classes"][row]]
+        assert out["wnids"][row] == [config.classes[c].wnid for c in out["classes"][row]]
     exported = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert exported["classes"] == config["classes"] and "data_dir" in config and "log_dir" in config
+    assert exported["classes"] == config.to_json()["classes"] and config.data_dir
     assert not {"data_dir", "log_dir"} & set(exported)
 
 
@@ -133,18 +133,18 @@ def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_
         export.check_replaceable(str(tmp_path / replaceable))
 
 
-def test_the_readme_s_python_example_runs_from_a_program_outside_the_clone(one_step_run, tmp_path):
+def test_the_readme_s_python_example_runs_from_a_program_outside_the_clone(one_step_run, installed, tmp_path):
     readme = open(os.path.join(ROOT, "README.md")).read()
     example = re.search(r"## Use it from Python.*?```python\n(.*?)```", readme, re.S).group(1)
     os.symlink(one_step_run, tmp_path / run_folder.CKPT_DIR)
     os.symlink(os.path.join(ROOT, "lussari.jpg"), tmp_path / "lussari.jpg")
     (tmp_path / "my_program.py").write_text(example)
-    env = {**SCRIPT_ENV, "PYTHONPATH": ROOT}  # as the README says
+    env = {**SCRIPT_ENV, "PYTHONPATH": installed}  # after `pip install .`, as the README says
     result = subprocess.run(
         [sys.executable, "my_program.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr
-    classes = [(c["wnid"], c["words"]) for c in run_folder.load_config(str(one_step_run))["classes"]]
+    classes = [(c.wnid, c.words) for c in run_folder.load_config(str(one_step_run)).classes]
     printed = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert len(printed) == 1 and len(printed[0]) == 5 and all(entry[:2] in classes for entry in printed[0])
     assert [score for *_, score in printed[0]] == sorted((score for *_, score in printed[0]), reverse=True)
@@ -179,7 +179,7 @@ def test_alexnet_without_top_gives_features_of_each_pooling(one_step_run):
 
 @pytest.mark.parametrize(("architecture", "smallest"), [({}, 63), (alexnet.CAFFE_BVLC, 67)])
 def test_alexnet_without_top_names_its_smallest_input(architecture, smallest, monkeypatch):
-    monkeypatch.setattr(alexnet, "alexnet", functools.partial(alexnet.alexnet, **architecture))  # as a run would
+    monkeypatch.setattr(network, "alexnet", functools.partial(network.alexnet, **architecture))  # as a run would
     features = alexnet.AlexNet(include_top=False, input_shape=(smallest, smallest + 32, 3))
     assert features.output_shape == (None, 1, 2, 256)
     assert alexnet.AlexNet(include_top=False, input_shape=(None, None, 3), pooling="max").output_shape == (None, 256)
@@ -199,8 +199,8 @@ def test_preprocess_input_is_the_run_s_centre_crop_and_decode_predictions_names_
     config = run_folder.load_config(str(one_step_run))
     rng = np.random.default_rng(2)
     pixels = rng.integers(0, 256, (2, 240, 320, 3), dtype=np.uint8)
-    for spec in (preprocessing.from_config(config), preprocessing.CAFFE):
-        run = {**config, "preprocessing": spec.to_config()}
+    for spec in (config.preprocessing, preprocessing.CAFFE):
+        run = config.replace(preprocessing=spec)
         for n, image in enumerate(pixels):
             Image.fromarray(image).save(tmp_path / f"{n}.png")
         expected = [preprocessing.load_image_crops(str(tmp_path / f"{n}.png"), spec, "center", 1)[0] for n in range(2)]
@@ -210,6 +210,6 @@ def test_preprocess_input_is_the_run_s_centre_crop_and_decode_predictions_names_
     predictions = np.full((2, 10), 0.01)
     predictions[0, [4, 7]], predictions[1, 2] = (0.5, 0.3), 0.9
     decoded = alexnet.decode_predictions(predictions, str(one_step_run), top=3)
-    names = [(c["wnid"], c["words"]) for c in config["classes"]]
+    names = [(c.wnid, c.words) for c in config.classes]
     assert [entry[:2] for entry in decoded[0][:2]] == [names[4], names[7]] and decoded[0][0][2] == 0.5
     assert decoded[1][0] == (*names[2], 0.9) and len(decoded[1]) == 3

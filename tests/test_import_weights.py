@@ -10,14 +10,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import flags, run_main, run_script
-from PIL import Image
+from conftest import IMAGENET_DEVKIT_VAL_IMAGES, flags, run_main, run_script, wnids_and_words, write_npy
 
 import alexnet
 import data_reader
 from alexnet_tf import errors
 import import_weights
-from alexnet_tf import input_pipeline, preprocessing, sample_dataset
+from alexnet_tf import input_pipeline, preprocessing
 
 # Caffe's bvlc_alexnet in TensorFlow's layout: conv weights HWIO, one group's input channels
 SHAPES = {
@@ -30,7 +29,6 @@ SHAPES = {
     "fc7": (4096, 4096),
     "fc8": (4096, 1000),
 }
-VAL_IMAGES = 12
 
 
 def caffe_layers(seed=0):
@@ -73,36 +71,15 @@ def reference_logits(layers, images):
     return (x @ layers["fc8"][0] + layers["fc8"][1]).numpy()
 
 
-def wnids_and_words(count=1000):
-    numbers = np.random.default_rng(1).choice(10**8, count, replace=False)
-    return [(f"n{number:08d}", f"class {i}") for i, number in enumerate(numbers)]
-
-
 @pytest.fixture(scope="module")
-def devkit(tmp_path_factory):
-    """ILSVRC2012's shape: 1000 leaf classes whose ILSVRC2012_IDs are a shuffle of their sorted order (as the
-    devkit's are), an internal node, and VAL_IMAGES validation images of distinct classes."""
-    root = tmp_path_factory.mktemp("devkit") / "ILSVRC2012"
-    classes = wnids_and_words()
-    rng = np.random.default_rng(2)
-    rows = [(i + 1, wnid, words, ()) for i, (wnid, words) in enumerate(classes)]
-    sample_dataset.write_meta_mat(str(root / data_reader.META_MAT), [*rows, (1001, "n00001740", "entity", (1, 2))])
-    labels = rng.choice(1000, VAL_IMAGES, replace=False)
-    (root / data_reader.VAL_DIR).mkdir()
-    for n in range(VAL_IMAGES):
-        pixels = rng.integers(0, 256, (rng.integers(200, 400), rng.integers(200, 400), 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / data_reader.VAL_DIR / data_reader.VAL_NAME.format(n + 1), quality=90)
-    (root / data_reader.GROUND_TRUTH).write_text("".join(f"{label + 1}\n" for label in labels))
-    return root
-
-
-@pytest.fixture(scope="module")
-def imported(devkit, tmp_path_factory):
+def imported(imagenet_devkit, tmp_path_factory):
     """A generated weight file and the run import_weights.py made of it."""
     work = tmp_path_factory.mktemp("imported")
     layers = caffe_layers()
     np.save(work / "bvlc_alexnet.npy", layers)
-    result = run_main("import_weights.py", work / "bvlc_alexnet.npy", *flags(ckpt_dir=work / "run", data_dir=devkit))
+    result = run_main(
+        "import_weights.py", work / "bvlc_alexnet.npy", *flags(ckpt_dir=work / "run", data_dir=imagenet_devkit)
+    )
     assert result.returncode == 0, result.stderr
     return work, layers, result
 
@@ -117,16 +94,16 @@ def test_imported_logits_equal_the_reference_forward_class_by_class(imported):
     work, layers, result = imported
     assert "Imported 60,965,224 parameters" in result.stdout
     model, config = load_float32(work / "run")
-    assert config["preprocessing"] == preprocessing.CAFFE.to_config()
+    assert config.preprocessing == preprocessing.CAFFE
     images = np.random.default_rng(3).uniform(-128, 128, (2, 227, 227, 3)).astype(np.float32)
     ours, reference = model(images, training=False).numpy(), reference_logits(layers, images)
     caffe_order = sorted(wnid for wnid, _ in wnids_and_words())  # fc8's order in Caffe's file
-    for row, entry in enumerate(config["classes"]):
-        theirs = reference[:, caffe_order.index(entry["wnid"])]
+    for row, entry in enumerate(config.classes):
+        theirs = reference[:, caffe_order.index(entry.wnid)]
         np.testing.assert_allclose(ours[:, row], theirs, rtol=1e-5, atol=1e-5 * np.abs(reference).max())
     assert np.abs(reference).max() > 1  # the activations survived eight layers: the comparison means something
     words = dict(wnids_and_words())
-    assert all(entry["words"] == words[entry["wnid"]] for entry in config["classes"])
+    assert all(entry.words == words[entry.wnid] for entry in config.classes)
 
 
 def fc8_predicting(layers, features, wnids):
@@ -141,26 +118,29 @@ def fc8_predicting(layers, features, wnids):
 
 
 @pytest.mark.slow
-def test_test_py_matches_classes_by_wnid(imported, devkit, tmp_path):
+def test_test_py_matches_classes_by_wnid(imported, imagenet_devkit, tmp_path):
     work, layers, _ = imported
     model, config = load_float32(work / "run")
-    synsets = data_reader.load_synsets(str(devkit / data_reader.META_MAT))
-    split = data_reader.read_split(str(devkit), synsets, "val")
+    synsets = data_reader.load_synsets(str(imagenet_devkit / data_reader.META_MAT))
+    split = data_reader.read_split(str(imagenet_devkit), synsets, "val")
     fc7 = keras.Model(model.input, model.get_layer("fc7").output)
-    crops = input_pipeline.eval_dataset(split, spec=preprocessing.from_config(config), batch_size=VAL_IMAGES)
+    crops = input_pipeline.eval_dataset(split, spec=config.preprocessing, batch_size=IMAGENET_DEVKIT_VAL_IMAGES)
     features = fc7.predict(next(iter(crops))[0][:, 0], verbose=0)
     true_wnids = [synsets[label].wnid for label in split.labels]
     shuffled = list(np.random.default_rng(4).permutation(true_wnids))
     for name, wnids, expected in (("true", true_wnids, 1.0), ("shuffled", shuffled, 0.0)):
         np.save(tmp_path / f"{name}.npy", fc8_predicting(layers, features, wnids))
         run = tmp_path / name
-        result = run_main("import_weights.py", tmp_path / f"{name}.npy", *flags(ckpt_dir=run, data_dir=devkit))
+        result = run_main("import_weights.py", tmp_path / f"{name}.npy", *flags(ckpt_dir=run, data_dir=imagenet_devkit))
         assert result.returncode == 0, result.stderr
-        options = flags(ckpt_dir=run, data_dir=devkit, crops="center", precision="float32", json=tmp_path / "r.json")
+        options = flags(
+            ckpt_dir=run, data_dir=imagenet_devkit, crops="center", precision="float32", json=tmp_path / "r.json"
+        )
         result = run_main("test.py", *options)
         assert result.returncode == 0, result.stderr
         scores = json.loads((tmp_path / "r.json").read_text())
-        assert scores["images"] == VAL_IMAGES and scores["top1"] == pytest.approx(expected, abs=0.1), name
+        assert scores["images"] == IMAGENET_DEVKIT_VAL_IMAGES, name
+        assert scores["top1"] == pytest.approx(expected, abs=0.1), name
 
 
 @pytest.mark.slow
@@ -171,11 +151,6 @@ def test_classify_names_the_devkit_classes(imported):
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "AlexNet saw:" and len(lines) == 4
     assert all(line.startswith("class ") and " - score: " in line for line in lines[1:])
-
-
-def write_npy(path, layers):
-    np.save(path, layers)
-    return path
 
 
 def import_args(weights, ckpt_dir, **options):
@@ -212,7 +187,7 @@ def test_import_refuses_files_that_are_not_caffe_alexnet(tmp_path):
     assert not (tmp_path / "run").exists() and not list(tmp_path.glob(".staging-*"))
 
 
-def test_import_refuses_class_files_that_are_not_caffe_s(tmp_path, devkit):
+def test_import_refuses_class_files_that_are_not_caffe_s(tmp_path, imagenet_devkit):
     classes = sorted(f"{wnid} {words}" for wnid, words in wnids_and_words())
     other = sorted(f"{wnid} {words}" for wnid, words in wnids_and_words(1001)[1:])
     cases = {
@@ -224,7 +199,7 @@ def test_import_refuses_class_files_that_are_not_caffe_s(tmp_path, devkit):
     for name, (lines, message) in cases.items():
         path = synset_words(tmp_path / f"{name}.txt", lines)
         with pytest.raises(errors.DataError, match=re.escape(message)):
-            args = import_args(tmp_path / "never_read.npy", tmp_path / "run", classes=path, data_dir=devkit)
+            args = import_args(tmp_path / "never_read.npy", tmp_path / "run", classes=path, data_dir=imagenet_devkit)
             import_weights.main(args)
     huge = synset_words(tmp_path / "huge.txt", classes * 80)
     with pytest.raises(errors.DataError, match="bytes, more than the 1,048,576 any real one has"):

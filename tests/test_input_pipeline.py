@@ -9,7 +9,7 @@ import tensorflow as tf
 from PIL import Image
 
 import data_reader
-from alexnet_tf import errors, input_pipeline, preprocessing, run_folder
+from alexnet_tf import errors, input_pipeline, preprocessing, run_config, run_folder
 
 STREAM = {"spec": preprocessing.Preprocessing(), "batch_size": 4, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
 TWO_EPOCHS = {"batch_size": 8, "steps_per_epoch": 5, "first_epoch": 0, "epochs": 2}
@@ -111,17 +111,23 @@ def test_compute_mean_of_solid_images(tmp_path):
     np.testing.assert_allclose(input_pipeline.compute_mean(split), [20, 30, 40], atol=0.5)
 
 
-def test_a_run_s_class_order_relabels_image_files_and_prepared_shards(tiny_data, prepared_data):
+def test_a_run_s_class_order_relabels_image_files_and_prepared_shards(tiny_data, prepared_data, training_config):
     synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
     wnids = [s.wnid for s in synsets]
     run_wnids = wnids[3:] + wnids[:3]
-    order = run_folder.class_order({"classes": [{"wnid": w} for w in run_wnids]}, wnids, "run", "data")
+
+    def run_of(classes):
+        return training_config(num_classes=len(classes)).replace(
+            classes=tuple(run_config.ClassName(wnid=wnid, words=wnid) for wnid in classes)
+        )
+
+    order = run_folder.class_order(run_of(run_wnids), wnids, "run", "data")
     for data_dir in (tiny_data, prepared_data):
         split = data_reader.read_split(data_dir, synsets, "val")
         labels = [int(label) for _, label in input_pipeline.encoded_images(split)]
         relabeled = [int(label) for _, label in input_pipeline.encoded_images(split.relabeled(order).head(15))]
         assert [run_wnids[label] for label in relabeled] == [wnids[label] for label in labels[:15]], data_dir
-    assert run_folder.class_order({"classes": [{"wnid": w} for w in wnids]}, wnids, "run", "data") is None
-    other = {"classes": [{"wnid": w} for w in [*run_wnids[:-1], "n00000001"]]}
+    assert run_folder.class_order(run_of(wnids), wnids, "run", "data") is None
+    other = run_of([*run_wnids[:-1], "n00000001"])
     with pytest.raises(errors.CheckpointError, match="the run in run has other classes than data's meta.mat"):
         run_folder.class_order(other, wnids, "run", "data")

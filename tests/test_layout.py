@@ -5,7 +5,6 @@ package installable so that `import alexnet` works from any folder."""
 import ast
 import glob
 import os
-import shutil
 import subprocess
 import sys
 
@@ -81,31 +80,17 @@ def test_no_module_is_over_the_line_limit_and_none_edits_sys_path():
         assert not any(f"sys.path.{edit}(" in text for edit in ("insert", "append")), path
 
 
-def test_pip_install_makes_alexnet_importable_from_any_folder(tmp_path):
-    """What `pip install .` installs, into a folder of its own, imported from another folder without the clone."""
-    source = tmp_path / "clone"
-    source.mkdir()
-    for name in ("pyproject.toml", "README.md", "alexnet.py", "data_reader.py"):
-        shutil.copy(os.path.join(ROOT, name), source)
-    shutil.copytree(os.path.join(ROOT, PACKAGE), source / PACKAGE, ignore=shutil.ignore_patterns("__pycache__"))
-    installed = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--target", str(tmp_path / "site"), str(source)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert installed.returncode == 0, installed.stderr
-    (tmp_path / "elsewhere").mkdir()
+def test_pip_install_makes_alexnet_importable_from_any_folder(installed, tmp_path):
+    """What `pip install .` installs, imported from another folder without the clone."""
     check = "import alexnet, data_reader; print(alexnet.__file__); print(alexnet.AlexNet(weights=None).count_params())"
     result = subprocess.run(
         [sys.executable, "-c", check],
-        cwd=tmp_path / "elsewhere",
-        env={**SCRIPT_ENV, "PYTHONPATH": str(tmp_path / "site")},
+        cwd=tmp_path,
+        env={**SCRIPT_ENV, "PYTHONPATH": installed},
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
     module_file, parameters = result.stdout.split()
-    assert module_file.startswith(str(tmp_path / "site")) and int(parameters) == 62_378_344
+    assert module_file.startswith(installed) and int(parameters) == 62_378_344

@@ -4,8 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import flags, run_main, run_script
-from test_own_images import write_classes
+from conftest import flags, run_main, run_script, write_classes
 
 pytestmark = pytest.mark.slow
 

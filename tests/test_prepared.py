@@ -129,7 +129,7 @@ def test_train_and_test_read_prepared_shards_and_resume_on_the_folders(tiny_data
     assert resumed.returncode == 0, resumed.stderr
     assert "trained on prepared shards and continues on image folders" in resumed.stdout
     assert "Checking that the 40 train images decode" in resumed.stdout
-    assert run_folder.load_config(str(tmp_path / "ckpt"))["layout"] == "image folders"
+    assert run_folder.load_config(str(tmp_path / "ckpt")).layout == "image folders"
 
 
 def cut_short(shard, by):

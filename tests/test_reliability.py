@@ -11,7 +11,7 @@ import scipy.io
 import tensorflow as tf
 
 import data_reader
-from alexnet_tf import input_pipeline, preprocessing, sample_dataset
+from alexnet_tf import input_pipeline, preprocessing, run_config, sample_dataset
 import train
 from conftest import DECODABLE, UNREADABLE, devkit_copy, flags, run_main, run_script, write_image_kinds
 
@@ -91,7 +91,7 @@ def test_test_py_reports_unreadable_validation_images(bad_data, tmp_path, one_li
     truncated = bad_data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(3)
     assert str(truncated) in one_line_error(run_main("classify.py", truncated, "--ckpt-dir", tmp_path / "ckpt"))
     bomb = bad_data / data_reader.VAL_DIR / data_reader.VAL_NAME.format(5)
-    assert f"{bomb} declares 4,294,836,225 pixels, more than the 100,000,000" in one_line_error(
+    assert f"{bomb} declares 65535x65535 pixels: this project decodes at most 100,000,000" in one_line_error(
         run_main("classify.py", bomb, "--ckpt-dir", tmp_path / "ckpt")
     )
 
@@ -143,13 +143,13 @@ def test_a_resume_says_which_set_gained_or_lost_images_since_the_run_started(tin
     assert json.loads((one_step_run / "config.json").read_text())["images"] == {"train": 40, "val": 20}
 
 
-def test_say_what_changed_names_each_set_whose_size_changed(capsys):
-    config = {"images": {"train": 40, "val": 20}, "settings": {"steps_per_epoch": 5}}
-    train.say_what_changed(config, "photos", {"train": 40, "val": 20})
+def test_say_what_changed_names_each_set_whose_size_changed(capsys, training_config):
+    config = training_config(steps_per_epoch=5).replace(images=run_config.ImageCounts(train=40, val=20))
+    train.say_what_changed(config, "photos", run_config.ImageCounts(train=40, val=20))
     assert capsys.readouterr().out == ""
-    train.say_what_changed(config, "photos", {"train": 41, "val": 19})
+    train.say_what_changed(config, "photos", run_config.ImageCounts(train=41, val=19))
     said = capsys.readouterr().out.splitlines()
     assert said[0].startswith("The training set in photos has 41 images, 40 when the run started: its epochs keep 5")
     assert said[1].startswith("The validation set in photos has 19 images, 20 when the run started")
-    train.say_what_changed({"settings": {"steps_per_epoch": 5}}, "photos", {"train": 41, "val": 19})
+    train.say_what_changed(config.replace(images=None), "photos", run_config.ImageCounts(train=41, val=19))
     assert capsys.readouterr().out == ""  # a run from before config.json kept the numbers

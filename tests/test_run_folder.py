@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-from alexnet_tf import errors, preprocessing, run_folder
+from alexnet_tf import callbacks, errors, preprocessing, run_config, run_folder
 from conftest import (
     ROOT,
     SCRIPT_ENV,
@@ -46,9 +46,14 @@ def test_bad_run_folders_are_one_line_errors(tiny_data, tmp_path, one_step_run, 
     no_run = one_line_error(run_main("test.py", "--data-dir", tiny_data, "--ckpt-dir", tmp_path / "empty"))
     assert "no trained run" in no_run and "import the published weights" in no_run and "ckpt-bvlc" in no_run
     config = json.loads((one_step_run / "config.json").read_text())
-    config["architecture"]["num_classes"] = 5
+    config["architecture"]["groups"] = 2
     (one_step_run / "config.json").write_text(json.dumps(config))
     assert "does not fit the model" in one_line_error(
+        run_main("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", one_step_run)
+    )
+    config["architecture"]["num_classes"] = 5
+    (one_step_run / "config.json").write_text(json.dumps(config))
+    assert '"classes" lists 10 classes for the 5 outputs of "architecture"' in one_line_error(
         run_main("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", one_step_run)
     )
 
@@ -266,7 +271,7 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tiny_data,
 
 @pytest.mark.slow
 def test_resume_switches_between_float32_and_bf16_but_not_to_fp16(tiny_data, one_step_run, one_line_error):
-    started = run_folder.load_config(str(one_step_run))["settings"]["precision"]
+    started = run_folder.load_config(str(one_step_run)).settings.precision
     other = "float32" if started == "bf16" else "bf16"
     resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
     assert "switches between float32 and bf16 only" in one_line_error(run_main(*resume, "--precision", "fp16"))
@@ -274,7 +279,7 @@ def test_resume_switches_between_float32_and_bf16_but_not_to_fp16(tiny_data, one
     assert resumed.returncode == 0, resumed.stderr
     assert f"The run trained in {started} and continues in {other}" in resumed.stdout
     assert run_folder.latest_checkpoint(str(one_step_run)).endswith("ckpt-2")
-    assert run_folder.load_config(str(one_step_run))["settings"]["precision"] == other  # the next resume's too
+    assert run_folder.load_config(str(one_step_run)).settings.precision == other  # the next resume's too
 
 
 @pytest.mark.slow
@@ -327,27 +332,35 @@ def test_a_config_json_before_the_preprocessing_block_reads_as_before(one_step_r
     assert config.pop("version") == 3
     for version in ({"version": 2}, {}):  # version 1 files have no version field
         path.write_text(json.dumps({**config, **version, "mean": block["mean"]}))
-        assert run_folder.load_config(str(one_step_run))["preprocessing"] == block
+        assert run_folder.load_config(str(one_step_run)).preprocessing.to_config() == block
     model, loaded = alexnet.load_trained(str(one_step_run))
-    assert model.input_shape == (None, 224, 224, 3) and loaded["architecture"] == config["architecture"]
+    assert model.input_shape == (None, 224, 224, 3) and loaded.to_json()["architecture"] == config["architecture"]
 
 
 def test_resume_refuses_imported_weights(tiny_data, one_step_run, one_line_error):
     path = one_step_run / run_folder.CONFIG_NAME
-    path.write_text(json.dumps({**json.loads(path.read_text()), "settings": None, "source": {"weights": "w.npy"}}))
+    path.write_text(
+        json.dumps(
+            {
+                **json.loads(path.read_text()),
+                "settings": None,
+                "source": {"weights": "w.npy", "sha256": "0", "format": "npy"},
+            }
+        )
+    )
     result = run_main("train.py", "-resume", *flags(data_dir=tiny_data, ckpt_dir=one_step_run))
     assert "holds weights imported from w.npy, not a run of train.py" in one_line_error(result)
 
 
 def test_a_signal_is_noted_once_and_a_second_one_stops_at_once():
-    stop = run_folder.StopOnSignal(checkpointer=None)
-    before = {signum: signal.getsignal(signum) for signum in run_folder.StopOnSignal.SIGNALS}
+    stop = callbacks.StopOnSignal(checkpointer=None)
+    before = {signum: signal.getsignal(signum) for signum in callbacks.StopOnSignal.SIGNALS}
     with stop.listening():
         assert signal.getsignal(signal.SIGTERM) == stop.ask
         os.kill(os.getpid(), signal.SIGTERM)  # Python runs the handler before the next line
         assert stop.signum == signal.SIGTERM
-        assert all(signal.getsignal(signum) == signal.SIG_DFL for signum in run_folder.StopOnSignal.SIGNALS)
-    assert {signum: signal.getsignal(signum) for signum in run_folder.StopOnSignal.SIGNALS} == before
+        assert all(signal.getsignal(signum) == signal.SIG_DFL for signum in callbacks.StopOnSignal.SIGNALS)
+    assert {signum: signal.getsignal(signum) for signum in callbacks.StopOnSignal.SIGNALS} == before
 
 
 def test_ctrl_c_outside_training_is_one_line_and_the_shell_s_exit_code(capsys):
@@ -391,13 +404,12 @@ def test_a_folder_of_the_user_s_holds_no_run_and_a_run_s_files_are_named_exactly
     (tmp_path / run_folder.CONFIG_NAME).write_text('{"editor.tabSize": 4}')  # another program's
     with pytest.raises(errors.CheckpointError, match="config.json is not a run's config .*: pass another --ckpt-dir"):
         run_folder.run_files(str(tmp_path))
-    config = {
-        "architecture": alexnet.architecture(num_classes=2),
-        "classes": [{"wnid": "n1", "words": "one"}, {"wnid": "n2", "words": "two"}],
-        "preprocessing": preprocessing.Preprocessing(mean=[120.0, 110.0, 100.0]).to_config(),
-        "settings": None,
-        "unreadable": {"train": [], "val": []},
-    }
+    config = run_config.RunConfig(
+        architecture=run_config.Architecture(num_classes=2),
+        classes=(run_config.ClassName(wnid="n1", words="one"), run_config.ClassName(wnid="n2", words="two")),
+        preprocessing=preprocessing.Preprocessing(mean=[120.0, 110.0, 100.0]),
+        settings=None,
+    )
     run_folder.save_config(str(tmp_path), config)
     made = [run_folder.CONFIG_NAME, run_folder.CHECKPOINT_INDEX, "ckpt-5.index", "ckpt-5.data-00000-of-00001"]
     for name in made[1:]:

@@ -1,19 +1,19 @@
-"""The trio end to end on the tiny sample, as a user runs it: train -scratch, -resume, test.py, classify.py."""
+"""The scripts as a user runs them: the trio end to end on the tiny sample (train -scratch, -resume, test.py,
+classify.py), their one-line errors, --help's defaults and TensorFlow's quiet start-up. The training recipe under
+train.py is test_training.py's."""
 
+import dataclasses
 import json
 import os
 import re
 import shutil
-import time
 
-import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 from PIL import Image
 
 import alexnet
-from alexnet_tf import preprocessing, run_folder, settings, training
+from alexnet_tf import preprocessing, run_config, run_folder, train_options, training
 from conftest import ROOT, SCRIPT_ENV, flags, run_main, run_script, run_script_in_a_terminal
 
 TINY_TRAIN = ("--epochs", 1, "--batch-size", 8, "--save-every", 2)  # 40 images: 5 steps an epoch
@@ -37,7 +37,7 @@ def test_scratch_trains_saves_and_logs(trained):
     work, scratch, _ = trained
     assert scratch.returncode == 0, scratch.stderr
     config = json.loads((work / "ckpt" / "config.json").read_text())
-    assert config["architecture"] == alexnet.architecture(num_classes=10)
+    assert config["architecture"] == dataclasses.asdict(run_config.Architecture(num_classes=10))
     assert config["classes"][0] == {"wnid": "n09193705", "words": "alp"}
     mean = config["preprocessing"]["mean"]
     assert config["preprocessing"] == preprocessing.Preprocessing(mean=mean).to_config()
@@ -118,62 +118,6 @@ def test_classify_takes_several_images_and_names_the_unreadable_ones(trained, tm
     for image, block in zip((colour, gray), blocks):
         alone = run_main("classify.py", image, *ckpt, cwd=work)
         assert alone.returncode == 0 and alone.stdout.strip().splitlines() == block[1:]
-
-
-def test_resume_restores_learning_rate_momentum_and_plateau_memory(tmp_path, training_config):
-    config = training_config()
-    model, plateau, checkpoint = training.build_training(config)
-    images, labels = np.random.default_rng(0).normal(0, 50, (2, 224, 224, 3)), np.array([0, 2])
-    model.train_on_batch(images, labels)
-    model.optimizer.learning_rate.assign(0.001)
-    plateau.state.best.assign(1.5)
-    plateau.state.wait.assign(2)
-    tf.train.CheckpointManager(checkpoint, str(tmp_path), 3).save(checkpoint_number=1)
-
-    model2, plateau2, checkpoint2 = training.build_training({**config, "settings": {**config["settings"], "seed": 1}})
-    run_folder.restore(checkpoint2, tf.train.latest_checkpoint(str(tmp_path)))
-    assert float(model2.optimizer.learning_rate) == pytest.approx(0.001)
-    assert int(model2.optimizer.iterations) == 1
-    assert float(plateau2.state.best) == 1.5 and int(plateau2.state.wait) == 2
-    for v, v2 in zip(model.optimizer.variables, model2.optimizer.variables):
-        np.testing.assert_array_equal(v.numpy(), v2.numpy())
-    for w, w2 in zip(model.get_weights(), model2.get_weights()):
-        np.testing.assert_array_equal(w, w2)
-
-
-def test_weight_decay_goes_through_momentum():
-    weight, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
-    optimizer = training.PaperSGD(learning_rate=0.1, momentum=0.9, coupled_weight_decay=0.5)
-    gradients = [tf.constant([[0.2, 0.2]]), tf.constant([0.2])]
-    optimizer.apply(gradients, [weight, bias])
-    optimizer.apply(gradients, [weight, bias])
-    v, w = np.zeros(2), np.array([1.0, -2.0])
-    for _ in range(2):  # paper §5: v <- 0.9 v - wd lr w - lr g; w <- w + v
-        v = 0.9 * v - 0.5 * 0.1 * w - 0.1 * 0.2
-        w = w + v
-    np.testing.assert_allclose(weight.numpy()[0], w, rtol=1e-6)
-    np.testing.assert_allclose(bias.numpy(), [3.0 - 0.02 - (0.9 * 0.02 + 0.02)], rtol=1e-6)  # no decay on biases
-
-
-def test_weight_decay_without_momentum_is_plain_sgd_on_the_decayed_gradient():
-    weight, bias = tf.Variable([[1.0, -2.0]]), tf.Variable([3.0])
-    optimizer = training.PaperSGD(learning_rate=0.1, momentum=0.0, coupled_weight_decay=0.5)
-    optimizer.apply([tf.constant([[0.2, 0.2]]), tf.constant([0.2])], [weight, bias])
-    np.testing.assert_allclose(weight.numpy()[0], [1.0 - 0.1 * (0.2 + 0.5), -2.0 - 0.1 * (0.2 - 1.0)], rtol=1e-6)
-    np.testing.assert_allclose(bias.numpy(), [3.0 - 0.02], rtol=1e-6)
-
-
-def test_plateau_divides_by_ten_at_most_three_times():
-    model = alexnet.alexnet(num_classes=2)
-    model.compile(optimizer=training.PaperSGD(learning_rate=0.01))
-    plateau = training.PlateauSchedule(patience=2)
-    plateau.set_model(model)
-    for epoch, val_loss in enumerate([1.0, 0.9, 0.95, 0.93] + [0.99] * 10):
-        plateau.on_epoch_end(epoch, {"val_loss": val_loss})
-        if epoch == 3:
-            assert float(model.optimizer.learning_rate) == pytest.approx(0.001)
-    assert float(model.optimizer.learning_rate) == pytest.approx(1e-5)
-    assert int(plateau.state.drops) == 3
 
 
 @pytest.mark.slow
@@ -278,7 +222,7 @@ HELP_DEFAULTS = {
         "--dropout": alexnet.DROPOUT,
         "--ckpt-dir": run_folder.CKPT_DIR,
         "--data-dir": "-resume's the run's own, -scratch's ILSVRC2012",
-        "--save-every": settings.SAVE_EVERY,
+        "--save-every": train_options.SAVE_EVERY,
         "--cpu-replicas": 2,
     },
     "test.py": {
@@ -316,45 +260,3 @@ def test_tensorflow_start_up_is_quiet_unless_the_user_sets_its_log_level(tmp_pat
     assert quiet.stderr.strip().splitlines() == [quiet.stderr.strip()]  # our error alone
     verbose = run_script(*missing, env={**SCRIPT_ENV, "TF_CPP_MIN_LOG_LEVEL": "0"})
     assert len(verbose.stderr.strip().splitlines()) > 1, verbose.stderr  # TensorFlow's own lines, as asked
-
-
-def test_throughput_counts_training_time_alone(training_config):
-    model, _, _ = training.build_training(training_config())
-    logs = training.ThroughputLogs(batch_size=8, unreadable=2)
-    logs.set_model(model)
-    logs.set_params({"steps": 4})
-    logs.on_epoch_begin(0)
-    time.sleep(0.2)
-    for batch in range(4):
-        batch_logs = {"loss": 1.0}
-        logs.on_train_batch_end(batch, batch_logs)
-    logs.on_test_begin()
-    time.sleep(0.3)
-    epoch_logs = {}
-    logs.on_epoch_end(0, epoch_logs)
-    assert batch_logs["lr"] == pytest.approx(0.01)
-    assert 32 / 0.25 < epoch_logs["images_per_second"] <= 32 / 0.2
-    assert 0.3 <= epoch_logs["validation_seconds"] < 0.35
-    assert epoch_logs["unreadable_skipped"] == 2
-
-
-def test_keras_reads_the_logs_once_a_call_of_several_steps(tmp_path):
-    assert training.steps_per_execution({"save_every": 1000, "steps_per_epoch": 10008}) == 8
-    assert training.steps_per_execution({"save_every": 10, "steps_per_epoch": 12}) == 2
-    assert training.epoch_steps(1_281_167, 128, save_every=1000) == 10008
-    assert training.epoch_steps(400, 32, save_every=10) == 12
-    assert training.epoch_steps(40, 8, save_every=2) == 5  # dropping 1 of 5 steps would be too many
-    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
-    model.compile(
-        optimizer=training.PaperSGD(learning_rate=0.01),
-        steps_per_execution=2,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
-    manager = run_folder.checkpoint_manager(tf.train.Checkpoint(model=model), str(tmp_path), chief=True)
-    checkpointer = run_folder.Checkpointer(manager, save_every=4)
-    reads = []
-    counter = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: reads.append(batch))
-    data = tf.data.Dataset.from_tensors((tf.ones((2, 3)), tf.zeros((2,), tf.int32))).repeat(16)
-    model.fit(data, epochs=2, steps_per_epoch=8, callbacks=[checkpointer, counter], verbose=0)
-    assert reads == [1, 3, 5, 7] * 2  # the last step of each call of 2, not every step
-    assert [int(path.rsplit("-", 1)[1]) for path in manager.checkpoints] == [8, 12, 16]  # saves at 4, 8, 12, 16

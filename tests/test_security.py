@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import data_reader
-from alexnet_tf import errors, prepared_shards, run_folder, sample_dataset
+from alexnet_tf import datasets, errors, prepared_shards, run_folder, sample_dataset
 import train
 from conftest import SCRIPT_ENV, script_command, two_step_run
 
@@ -69,8 +69,8 @@ def test_files_far_larger_than_any_real_one_are_refused_unread(tiny_data, tmp_pa
     shutil.copytree(tiny_data, data)
     synsets = data_reader.load_synsets(str(data / data_reader.META_MAT))
     for name, limit in (
-        (data_reader.GROUND_TRUTH, data_reader.GROUND_TRUTH_MAX_BYTES),
-        (data_reader.META_MAT, data_reader.META_MAT_MAX_BYTES),
+        (data_reader.GROUND_TRUTH, datasets.GROUND_TRUTH_MAX_BYTES),
+        (data_reader.META_MAT, datasets.META_MAT_MAX_BYTES),
     ):
         os.truncate(data / name, limit + 1)  # a sparse file: no disk space used
     with pytest.raises(errors.DataError, match="more than the 67,108,864 any real one has"):
@@ -78,7 +78,7 @@ def test_files_far_larger_than_any_real_one_are_refused_unread(tiny_data, tmp_pa
     with pytest.raises(errors.DataError, match="more than the 16,777,216 any real one has"):
         data_reader.read_ground_truth(str(data / data_reader.GROUND_TRUTH), 10)
     (data / data_reader.PREPARED_MANIFEST).write_bytes(b"")
-    os.truncate(data / data_reader.PREPARED_MANIFEST, data_reader.MANIFEST_MAX_BYTES + 1)
+    os.truncate(data / data_reader.PREPARED_MANIFEST, datasets.MANIFEST_MAX_BYTES + 1)
     with pytest.raises(errors.DataError, match="prepared.json has 268,435,457 bytes"):
         data_reader.read_split(str(data), synsets, "train")
     (tmp_path / "run").mkdir()
