@@ -206,11 +206,10 @@ def checkpoint_state(ckpt_dir):
     if state is None:
         return None
     folder = os.path.realpath(ckpt_dir)
-    for name in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:
-        path = os.path.join(ckpt_dir, name)  # TensorFlow's rule: relative names are the folder's
+    for path in [state.model_checkpoint_path, *state.all_model_checkpoint_paths]:  # relative ones joined to ckpt_dir
         if os.path.realpath(os.path.dirname(path)) != folder or not CHECKPOINT_NAME.fullmatch(os.path.basename(path)):
             raise CheckpointError(
-                f"{index} names {name!r}, not a checkpoint of {ckpt_dir}: the index of a run lists only its own "
+                f"{index} names {path!r}, not a checkpoint of {ckpt_dir}: the index of a run lists only its own "
                 "ckpt-N; remove the file (-resume then starts from step 0) or pass another --ckpt-dir"
             )
     return state
