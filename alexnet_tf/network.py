@@ -78,10 +78,8 @@ class LocalResponseNormalization(layers.Layer):
 
 def fused_local_response_normalization(inputs, depth_radius, bias, alpha, beta):
     """LRN as XLA loops: the forward pass keeps d^(-1/4) of each denominator d (float32, the size of the input) for the
-    backward, which then needs no window sums of a^2 again. Against TF's LRN kernel and its gradient the bf16 training
-    step ran 1.34x faster with the fused loops and float32 1.16x; keeping d^(-1/4) made the layer's two passes
-    another 1.3-1.6x faster, the bf16 step 1.07x (float32: within the VM's swings; README, Performance; Intel
-    Sapphire Rapids). Same formula, same numbers to float32 rounding (tests)."""
+    backward, which then needs no window sums of a^2 again: faster training steps than TF's LRN kernel and its
+    gradient (docs/performance.md). Same formula, same numbers to float32 rounding (tests)."""
     constants = {"depth_radius": depth_radius, "bias": bias, "alpha": alpha, "beta": beta}
 
     @tf.custom_gradient
@@ -133,10 +131,10 @@ def _lrn_backward(inputs, upstream, quarter_roots, depth_radius, alpha, beta):
 @keras.saving.register_keras_serializable(package="alexnet")
 class GroupedConv2D(layers.Conv2D):
     """Conv2D whose `groups` are computed as one convolution per group on channel slices, as the paper's two-GPU code
-    did: with TF's own grouped convolution AlexNet trained 4x (float32) to 8x (bf16) slower than the single tower on
-    CPU, this way 1.15x (float32) to 1.5x (bf16) faster (benchmarks/bench.py, Intel Sapphire Rapids). The
-    kernel is Conv2D's (height, width, input channels of a group, filters; group g's filters the g-th slice), so
-    checkpoints and imported weights are the same, and so are the numbers (tests)."""
+    did: with TF's own grouped convolution AlexNet trained several times slower than the single tower on CPU, this way
+    faster than it (docs/performance.md). The kernel is Conv2D's (height, width, input channels of a group,
+    filters; group g's filters the g-th slice), so checkpoints and imported weights are the same, and so are the
+    numbers (tests)."""
 
     def convolution_op(self, inputs, kernel):
         if self.groups == 1:
@@ -149,10 +147,9 @@ class GroupedConv2D(layers.Conv2D):
 class StridedConv2D(layers.Conv2D):
     """Conv2D for conv1 (11x11, stride 4, 3 input channels, no padding of its own) whose kernel gradient in bf16 is
     computed as a stride-1 convolution of the images cut into stride x stride blocks stacked as channels
-    (space-to-depth, the kernel zero-padded to whole blocks): for 3 input channels at stride 4 TensorFlow's own
-    bf16 kernel gradient took twice as long on CPU (215 against 104 ms a batch of 128, median of 15; Intel
-    Sapphire Rapids), while in float32 it is the faster one. The forward pass, the weights and the numbers are
-    Conv2D's (tests)."""
+    (space-to-depth, the kernel zero-padded to whole blocks): for 3 input channels at stride 4 TensorFlow's own bf16
+    kernel gradient is the slower on CPU, its float32 one the faster (docs/performance.md). The forward pass, the
+    weights and the numbers are Conv2D's (tests)."""
 
     def convolution_op(self, inputs, kernel):
         if inputs.dtype != tf.bfloat16 or self.padding != "valid" or self.strides[0] != self.strides[1]:

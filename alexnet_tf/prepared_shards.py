@@ -1,5 +1,5 @@
 """Prepared shards: the images of an ILSVRC2012 folder written once as TFRecords, which training reads several
-times faster than the image files (README, Performance).
+times faster than the image files (docs/performance.md).
 
 Every image is decoded, resized to shorter side 256 and re-encoded as a JPEG of quality 95; this is our format, not
 tensorflow/models' build_imagenet_data.py's, which keeps the original JPEG bytes, and only the shard names and the

@@ -115,7 +115,7 @@ CAFFE = Preprocessing(
 )
 
 # The functions that tf.data maps call are kept from AutoGraph: they branch with tf.cond and tf.switch_case
-# themselves, and rewriting them (with all they call) cost every script about 1.3 s of start-up (measured).
+# themselves, and rewriting them (with all they call) costs every script seconds of start-up.
 not_autographed = tf.autograph.experimental.do_not_convert
 
 
@@ -187,7 +187,7 @@ def exif_orientation(encoded):
     """The EXIF orientation (1..8) with which a viewer shows a JPEG; 1 (as stored) for a JPEG without one or with a
     malformed one, and for other formats."""
     # One RE2 op (\C: any byte) that leaves the value's byte alone: parsing the segments and the directory with
-    # tensor ops took 100 to 800 ops, 0.15 to 0.45 ms an image (decoding a 90 KB JPEG takes about 1.3 ms)
+    # tensor ops takes hundreds of ops, a cost near decoding's
     found = tf.strings.regex_replace(
         tf.strings.substr(encoded, 0, EXIF_SEARCHED_BYTES), EXIF_ORIENTATION_ENTRY, r"\1\2"
     )
@@ -345,8 +345,8 @@ def _network_input(images, mirror, offset, bgr):
 
 
 # XLA makes the mirror, the offset and the channel order one pass over the pixels: TF's own broadcasting add of a
-# per-channel offset costs as much as decoding the crop (measured: the training crop of a prepared image runs 1.6x
-# faster). Exported models go without: TF Serving runs no XLA on CPU unless asked.
+# per-channel offset costs as much as decoding the crop (docs/performance.md). Exported models go without: TF Serving
+# runs no XLA on CPU unless asked.
 _network_input_xla = tf.function(_network_input, jit_compile=True, autograph=False)
 
 

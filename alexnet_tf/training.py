@@ -73,8 +73,8 @@ class PaperSGD(keras.optimizers.SGD):
         return {**super().get_config(), "coupled_weight_decay": self.coupled_weight_decay}
 
 
-# Keras's SGD runs the update as separate ops, each a pass over the 62 M weights; compiled, it is one pass: 0.073 s
-# against 0.12 s a step on 2 cores of an Intel Sapphire Rapids (measured), 2-4% of a bf16 step at batch 128.
+# Keras's SGD runs the update as separate ops, each a pass over the 62 M weights; compiled, it is one pass
+# (docs/performance.md).
 @tf.function(jit_compile=True, autograph=False)
 def paper_sgd_step(*, variable, velocity, gradient, learning_rate, momentum, decay):
     """One weight's update of PaperSGD as new values: (velocity, variable)."""
@@ -144,8 +144,8 @@ class ThroughputLogs(keras.callbacks.Callback):
 
 
 class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras's TensorBoard, once an epoch, without its batch hooks: with update_freq="epoch" they write nothing,
-    yet cost every call about 0.3 ms on CPU (measured)."""
+    """Keras's TensorBoard, once an epoch, without its batch hooks: with update_freq="epoch" they write nothing, yet
+    cost every call time on the host."""
 
     on_train_batch_begin = keras.callbacks.Callback.on_train_batch_begin
     on_train_batch_end = keras.callbacks.Callback.on_train_batch_end
@@ -279,7 +279,7 @@ def fit(model, *, config, plateau, manager, train_split, val_split, log_dir, str
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     # Keras opens the next validation pass's iterator at the end of each and drops it when that pass starts, within
-    # the epoch's training time (README, Performance)
+    # the epoch's training time (docs/performance.md)
     val = startup.read_once(
         input_pipeline.eval_dataset(val_split, spec=config.preprocessing, batch_size=batch_size)
         .map(lambda crops, label: (crops[:, 0], label))

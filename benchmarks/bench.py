@@ -29,10 +29,9 @@ from benchmarks import measuring, pipelines, steps
 # The generated ImageNet-like JPEGs (pipelines.photo_like)
 IMAGES = 320
 
-# This VM's cores swing by 1.5-2x within a second (measured: decoding the same 128 JPEGs over and over ran anywhere
-# from 150 to 390 images/s). A rate is the best of its rounds; a ratio is the median of its two sides' ratio within
-# each round, the sides timed moments apart: the ratio of two bests compares each side's luckiest moment (it gave
-# the pipeline 0.56-1.04 of decoding where paired rounds gave 0.85-0.99).
+# Shared cores swing in speed within a second (docs/performance.md). A rate is the best of its rounds; a ratio is the
+# median of its two sides' ratio within each round, the sides timed moments apart: the ratio of two bests would
+# compare each side's luckiest moment.
 PIPELINE_ROUNDS = 12  # timed rounds of the pipeline figures, each one pass over the images, after one warm-up
 PIPELINE_BATCH = 32
 TRAIN_BATCH = 128  # the paper's
