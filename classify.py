@@ -42,6 +42,7 @@ def get_args_parser():
 
 def main(args):
     errors.check_counts(args, "top_k", "k_crops")
+    errors.check_seed(args.seed)
     preprocessing.check_k_crops(args.crops, args.k_crops)
     k_crops = args.k_crops or K_CROPS
     model, config = alexnet.load_trained(args.ckpt_dir)

@@ -47,6 +47,7 @@ def get_args_parser():
 
 
 def main(args):
+    errors.check_seed(args.seed)
     if args.prepare:
         errors.check_counts(args, "train_shards", "val_shards")
         source_dir, out_dir = args.prepare

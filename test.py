@@ -59,6 +59,7 @@ def get_args_parser():
 
 def main(args):
     errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
+    errors.check_seed(args.seed)
     preprocessing.check_k_crops(args.crops, args.k_crops)
     if args.json:
         errors.check_writable(args.json, "--json", kind="file")

@@ -425,6 +425,6 @@ def existing_data_dir(data_dir):
     if not os.path.isdir(data_dir):
         raise DataError(
             f"dataset folder {data_dir} not found: give an ILSVRC2012 folder or a folder of your own classes "
-            "(layouts in README), or --sample for the generated sample"
+            "(layouts in docs/data.md), or --sample for the generated sample"
         )
     return data_dir

@@ -45,14 +45,26 @@ def multi_worker_strategy():
     """MultiWorkerMirroredStrategy over the cluster of TF_CONFIG, or of the Slurm job train.py runs in."""
     if os.environ.get("TF_CONFIG"):
         try:
-            json.loads(os.environ["TF_CONFIG"])["cluster"]
-        except (ValueError, KeyError, TypeError) as error:  # be specific: not JSON, or no cluster in it
-            raise UsageError(f"TF_CONFIG is not a cluster description ({error}): see README, Scaling out") from None
+            described = json.loads(os.environ["TF_CONFIG"])
+            cluster, task = described["cluster"], described.get("task", {"type": "worker", "index": 0})
+            kind, index = task["type"], task["index"]
+            members = cluster.get(kind) or []
+        except (ValueError, KeyError, TypeError, AttributeError) as error:  # be specific: not JSON, or no cluster
+            raise UsageError(
+                f"TF_CONFIG is not a cluster description ({error}): see docs/training.md, Scaling out"
+            ) from None
+        if not isinstance(index, int) or not 0 <= index < len(members):
+            raise UsageError(
+                f"TF_CONFIG's task is {kind} {index}, but its cluster has {len(members)} {kind}(s): give each machine "
+                "its own index from 0 (docs/training.md, Scaling out)"
+            )
         resolver = None
     elif "SLURM_PROCID" in os.environ:
         resolver = tf.distribute.cluster_resolver.SlurmClusterResolver()
     else:
-        raise UsageError("--strategy multi-worker needs TF_CONFIG, or a Slurm job (srun): see README, Scaling out")
+        raise UsageError(
+            "--strategy multi-worker needs TF_CONFIG, or a Slurm job (srun): see docs/training.md, Scaling out"
+        )
     keras_trainer = keras_trainer_to_mend()
     strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
     mend_keras_log_reduction(keras_trainer)

@@ -10,9 +10,13 @@ state saved.
 
 import argparse
 import contextlib
+import errno
 import os
 import pathlib
 import signal
+
+
+MAX_SEED = 2**32 - 1  # NumPy's and Keras's seeds are 32-bit
 
 
 class UsageError(Exception):
@@ -54,11 +58,20 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 @contextlib.contextmanager
 def reported(parser):
     """Runs a script's main: a UsageError, RunError or Stopped becomes one line on the standard error and an exit
-    code; so does Ctrl-C outside training (exit code 130, the shell's)."""
+    code; so does Ctrl-C outside training (exit code 130, the shell's), and a folder or file the system will not let
+    us write (read-only, immutable, another user's), wherever the write is."""
     try:
         yield
     except UsageError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    except OSError as error:
+        if not isinstance(error, PermissionError) and error.errno != errno.EROFS:
+            raise
+        parser.exit(
+            2,
+            f"{parser.prog}: error: cannot write {error.filename} ({error.strerror}): make its folder writable, or "
+            "write elsewhere\n",
+        )
     except RunError as error:
         parser.exit(1, f"\n{parser.prog}: error: {error}\n")
     except Stopped as stop:
@@ -71,6 +84,11 @@ def check_flag(flag, value, holds, bound):
     """A UsageError naming `--flag value` and the `bound` it must meet, unless it `holds`."""
     if not holds:
         raise UsageError(f"--{flag} {value} cannot work: it must be {bound}")
+
+
+def check_seed(value, flag="seed"):
+    """A UsageError unless `value` is a seed NumPy, Keras and TensorFlow all take: 0 to MAX_SEED."""
+    check_flag(flag, value, 0 <= value <= MAX_SEED, f"between 0 and {MAX_SEED}")
 
 
 def check_counts(args, *names):
@@ -94,6 +112,12 @@ def check_writable(path, flag, kind="folder"):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise UsageError(f"{flag} {path} cannot be written: {parent} is a file, not a folder; give another {flag}")
+    folder = wanted if kind == "folder" and os.path.isdir(wanted) else parent
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(
+            f"{flag} {path} cannot be written: {folder} is not writable (read-only, immutable or another user's); "
+            f"give another {flag}"
+        )
 
 
 def check_size(path, max_bytes, error, fix):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from alexnet_tf import datasets, distribute, network, preprocessing, run_folder, sample_dataset, training
 from alexnet_tf.run_config import RunSettings
-from alexnet_tf.errors import CheckpointError, UsageError, check_flag, check_writable
+from alexnet_tf.errors import CheckpointError, UsageError, check_flag, check_seed, check_writable
 
 SAVE_EVERY = 1000  # steps between mid-epoch checkpoints (ours; a tenth of an ImageNet epoch at batch 128)
 MAX_BAD_FRACTION = 0.01  # unreadable training images tolerated by default (ours)
@@ -170,6 +170,7 @@ def validate(options, *, replicas, resumed):
     for flag, holds, bound in bounds:
         name = flag.replace("-", "_")
         check_flag(flag, getattr(settings if hasattr(settings, name) else options, name), holds, bound)
+    check_seed(settings.seed)
     check_writable(options.ckpt_dir, "--ckpt-dir")
     check_writable(options.log_dir, "--log-dir")
     if settings.augment not in preprocessing.AUGMENTATIONS or settings.precision not in network.PRECISIONS:
@@ -281,8 +282,7 @@ def add_arguments(parser):
     parser.add_argument(
         "--xla",
         action="store_true",
-        help="compile the training step with XLA (default: on with a GPU; off on CPU, where it made "
-        "its training step 1.2x slower)",
+        help="compile the training step with XLA (default: on with a GPU; off on CPU, where it makes the step slower)",
     )
     parser.add_argument(
         "--strategy",
@@ -290,7 +290,7 @@ def add_arguments(parser):
         default="auto",
         help="tf.distribute strategy: default (one device), mirrored (all GPUs of this machine, or "
         "--cpu-replicas logical CPUs without one), multi-worker (several machines, from "
-        "TF_CONFIG or Slurm; README); auto: multi-worker when TF_CONFIG is set, mirrored with "
+        "TF_CONFIG or Slurm; docs/training.md); auto: multi-worker when TF_CONFIG is set, mirrored with "
         "more than one GPU (default: auto). --batch-size is the global batch, split across the "
         "replicas; with a larger global batch, scale --lr with it",
     )

@@ -1,11 +1,16 @@
 """Run folders and datasets from other people: nothing outside the run is written or removed, nothing hangs, and
 nothing wrong goes without a word."""
 
+import argparse
+import errno
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
-from conftest import write_classes
+from conftest import SCRIPT_ENV, run_main, run_script, write_classes
 
 import data_reader
 from alexnet_tf import errors, preprocessing, run_config, run_folder
@@ -99,3 +104,79 @@ def test_overwrite_removes_a_symlinked_logs_folder_as_a_link(tmp_path):
     assert str(run / "logs") in listed and run_folder.size_on_disk(listed) < 10_000
     run_folder.remove(listed)
     assert not os.path.lexists(run / "logs") and {path: path.read_bytes() for path in outside} == outside
+
+
+@pytest.fixture
+def immutable(tmp_path):
+    """A folder nothing may be written into, not even by root (chattr +i), made writable again afterwards."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    subprocess.run(["chattr", "+i", folder], check=True)
+    yield folder
+    subprocess.run(["chattr", "-i", folder], check=True)
+
+
+def test_a_folder_that_cannot_be_written_is_one_line_before_the_work(immutable, tiny_data, one_line_error):
+    for command in (
+        ("train.py", "-scratch", "--data-dir", tiny_data, "--ckpt-dir", immutable / "run"),
+        ("test.py", "--json", immutable / "results.json"),
+        ("export.py", immutable / "model"),
+        ("prepare_data.py", "--make-sample", immutable / "sample"),
+    ):
+        error = one_line_error(run_main(*command))
+        assert f"{immutable} is not writable" in error, command
+
+
+def test_a_write_the_system_refuses_mid_run_is_one_line_naming_the_file(capsys):
+    parser = argparse.ArgumentParser(prog="train.py")
+    with pytest.raises(SystemExit) as stop, errors.reported(parser):
+        raise PermissionError(errno.EPERM, "Operation not permitted", "/runs/r/config.json.tmp")
+    assert stop.value.code == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert said == [
+        "train.py: error: cannot write /runs/r/config.json.tmp (Operation not permitted): make its folder writable, "
+        "or write elsewhere"
+    ]
+    with pytest.raises(FileNotFoundError), errors.reported(parser):  # not ours to word: a bug shows its traceback
+        raise FileNotFoundError(errno.ENOENT, "No such file", "x")
+
+
+@pytest.mark.parametrize("seed", [-1, 10**20])
+@pytest.mark.parametrize("script", [("train.py", "-scratch", "--sample"), ("test.py",), ("classify.py", "x.jpg")])
+def test_a_seed_out_of_range_is_one_line_before_anything_is_read(script, seed, tmp_path, one_line_error):
+    error = one_line_error(run_main(*script, "--seed", seed, "--ckpt-dir", tmp_path / "none", cwd=tmp_path))
+    assert f"--seed {seed} cannot work: it must be between 0 and 4294967295" in error
+
+
+def test_a_tf_config_whose_task_is_not_in_its_cluster_is_one_line(tmp_path):
+    tf_config = {"cluster": {"worker": ["localhost:12345"]}, "task": {"type": "worker", "index": 5}}
+    result = run_script(
+        "train.py",
+        "-scratch",
+        "--sample",
+        "--ckpt-dir",
+        tmp_path / "run",
+        cwd=tmp_path,
+        env={**SCRIPT_ENV, "TF_CONFIG": json.dumps(tf_config)},
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "train.py: error: TF_CONFIG's task is worker 5, but its cluster has 1 worker(s): give each machine its own "
+        "index from 0 (docs/training.md, Scaling out)"
+    ]
+
+
+def test_ctrl_c_while_tensorflow_loads_is_one_line():
+    interrupt_tensorflow = (
+        "import sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'tensorflow':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        "sys.argv = ['train.py']\n"
+        "import alexnet_tf\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", interrupt_tensorflow], env=SCRIPT_ENV, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 130 and result.stderr.strip().splitlines() == ["train.py: interrupted (Ctrl-C)"]
