@@ -40,6 +40,7 @@ from alexnet_tf.run_folder import load_trained  # noqa: F401  (a run folder's mo
 def AlexNet(  # noqa: N802  (the Keras-applications name)
     include_top=True,
     weights=None,
+    input_tensor=None,
     input_shape=None,
     pooling=None,
     classes=network.NUM_CLASSES,
@@ -54,28 +55,39 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
         weights: None (random, the paper's initialisation) or a run folder (ours, or one of import_weights.py),
             whose architecture, classes and weights the model takes; its input is what `preprocess_input` makes.
             "imagenet" (nothing is downloaded) is refused with how to import the published weights.
-        input_shape: (height, width, 3); only without the top may it differ from the run's input (at least 63 pixels
-            for ours, 67 for Caffe's; a smaller one is refused naming the smallest).
-        pooling: without the top: None (pool5's maps), "avg" or "max" (a vector of 256 features).
+        input_tensor: a Keras tensor (`keras.Input`) to use as the model's input, in place of `input_shape`.
+        input_shape: (height, width, channels); only without the top may the sides differ from the run's input (at
+            least 63 pixels for ours, 67 for Caffe's; a smaller one is refused naming the smallest), and only
+            without `weights` may the channels differ from 3.
+        pooling: without the top: None (pool5's maps), "avg" or "max" (a vector of 256 features); with the top it
+            has no place, and is refused.
         classes: fc8's size without `weights`; with them the run's (any other value is refused).
         classifier_activation: applied to fc8's logits ("softmax"; None for the logits).
     """
     if pooling not in (None, "avg", "max"):
         raise ValueError(f'pooling must be None, "avg" or "max", not {pooling!r}')
+    if pooling and include_top:
+        raise ValueError(f"pooling={pooling!r} applies to pool5's maps: pass include_top=False with it")
     if weights == "imagenet" and not os.path.isdir(weights):
         raise ValueError(
             'weights="imagenet": nothing is downloaded here; import the published BVLC weights once with '
             f'`python import_weights.py bvlc_alexnet.npy` and pass weights="{run_folder.IMPORTED_CKPT_DIR}" (README, '
             "Pretrained weights)"
         )
+    if input_tensor is not None and not keras.backend.is_keras_tensor(input_tensor):
+        raise ValueError(f"input_tensor must be a Keras tensor (keras.Input), not {type(input_tensor).__name__}")
+    wanted = tuple(input_tensor.shape[1:]) if input_tensor is not None else input_shape
+    channels = wanted[-1] if wanted else 3
     if weights is None:
-        full = network.alexnet(num_classes=classes)
+        full = network.alexnet(num_classes=classes, input_channels=channels)
     else:
         full, config = load_trained(weights)
         if include_top and classes not in (network.NUM_CLASSES, len(config.classes)):
             raise ValueError(f"the run in {weights} has {len(config.classes)} classes, not {classes}")
+        if channels != 3:
+            raise ValueError(f"the run in {weights} takes RGB images: input_shape {wanted} needs 3 channels")
     run_input = full.input_shape[1:]
-    input_shape = tuple(input_shape or run_input)
+    input_shape = tuple(wanted or run_input)
     if include_top and input_shape != run_input:
         raise ValueError(f"with include_top, the input must be the run's {run_input}, not {input_shape}")
     if not include_top:
@@ -84,7 +96,7 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
             raise ValueError(
                 f"input_shape {input_shape} leaves pool5 no maps: give at least {smallest}x{smallest} pixels"
             )
-    inputs = keras.Input(input_shape, name="image")
+    inputs = input_tensor if input_tensor is not None else keras.Input(input_shape, name="image")
     x = inputs
     for layer in full.layers[1:]:  # the network is a chain: its layers, weights included, applied to `inputs`
         x = layer(x)
@@ -96,7 +108,7 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
-    return keras.Model(inputs, x, name=name)
+    return keras.Model(keras.utils.get_source_inputs(inputs), x, name=name)
 
 
 def _smallest_side(feature_layers):
@@ -134,6 +146,10 @@ def decode_predictions(predictions, config, top=5):
     names from the run of `config` (its dict, or its run folder)."""
     classes = _config_of(config).classes
     predictions = np.asarray(predictions)
+    if predictions.ndim != 2 or predictions.shape[1] != len(classes):
+        raise ValueError(
+            f"predictions of shape {predictions.shape}: give a batch (N, {len(classes)}), one score a class of the run"
+        )
     return [
         [(classes[i].wnid, classes[i].words, float(row[i])) for i in np.argsort(row)[::-1][:top]] for row in predictions
     ]

@@ -199,6 +199,7 @@ def alexnet(
     conv1_padding=CONV1_PADDING,
     lrn=None,
     name="alexnet",
+    input_channels=3,
 ):
     """AlexNet of Krizhevsky, Sutskever & Hinton, "ImageNet Classification with Deep Convolutional Neural
     Networks", NIPS 2012.
@@ -215,6 +216,7 @@ def alexnet(
         image_size, conv1_padding, lrn: the input's side, conv1's zero padding and the LRN constants
             (depth_radius, bias, alpha, beta as tf.nn.local_response_normalization takes them; default PAPER_LRN).
             The paper's are the defaults; `alexnet(num_classes, **CAFFE_BVLC)` is Caffe's BVLC reference net.
+        input_channels: 3 (RGB) for every run; another count for a network trained elsewhere from scratch.
 
     Returns:
         A `keras.Model` from image_size x image_size x 3 mean-subtracted pixels (0..255 scale) to float32 logits,
@@ -225,7 +227,7 @@ def alexnet(
         return layer(filters, size, activation="relu", name=layer_name, **_init(layer_name), **kwargs)
 
     lrn = lrn or PAPER_LRN
-    inputs = keras.Input((image_size, image_size, 3), name="image")
+    inputs = keras.Input((image_size, image_size, input_channels), name="image")
     x = layers.ZeroPadding2D(conv1_padding, name="pad1")(inputs) if conv1_padding else inputs
     x = conv(96, 11, "conv1", layer=StridedConv2D, strides=4)(x)
     x = LocalResponseNormalization(**lrn, name="norm1")(x)
