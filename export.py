@@ -89,7 +89,12 @@ def main(args):
 
 def check_replaceable(out_dir):
     """A UsageError unless `out_dir` is missing, empty or an earlier export: --overwrite removes the folder whole,
-    and a run folder, the clone or a home folder given as OUT_DIR by mistake must not go with it."""
+    and a run folder, the clone or a home folder given as OUT_DIR by mistake must not go with it. A symlink is
+    refused: the export would replace the link, not write where it leads."""
+    if os.path.islink(out_dir):
+        raise errors.UsageError(
+            f"{out_dir} is a symlink to {os.path.realpath(out_dir)}: give that folder itself as OUT_DIR"
+        )
     names = sorted(os.listdir(out_dir)) if os.path.isdir(out_dir) else []
     if names and run_folder.SAVED_MODEL_FILE not in names:
         raise errors.UsageError(

@@ -63,6 +63,8 @@ def main(args):
         + ("" if strategy.extended.should_checkpoint else "; the chief writes the run")
     )
     data_dir = sample_dataset.data_dir_for(options.data_dir, options.sample, run=saved)
+    if options.mode == "scratch":
+        run_folder.check_apart(ckpt_dir=options.ckpt_dir, log_dir=options.log_dir, data_dir=data_dir)
     synsets = data_reader.load_classes(data_dir)
     wnids = [s.wnid for s in synsets]
     order = None if saved is None else run_folder.class_order(saved, wnids, options.ckpt_dir, data_dir)
@@ -282,6 +284,12 @@ def restore(options, checkpoint, model):
         return
     run_folder.restore(checkpoint, path)
     step = training.global_step(model)
+    done = step // options.settings.steps_per_epoch
+    if options.settings.epochs < done:
+        raise errors.UsageError(
+            f"the run in {options.ckpt_dir} has done {done} epochs, more than --epochs {options.settings.epochs}: "
+            f"pass --epochs {done + 1} or more to train on, or leave it out"
+        )
     print(f"Resuming from {path} at step {step} (epoch {step // options.settings.steps_per_epoch + 1})")
 
 

@@ -196,16 +196,18 @@ def list_val(data_dir, synsets):
     to the i-th file in name order), or from per-WNID subfolders when the folder was split so."""
     val_dir = existing_dir(os.path.join(data_dir, VAL_DIR), "the validation images (ILSVRC2012_img_val.tar)")
     if any(entry.is_dir() for entry in os.scandir(val_dir)):
-        paths, labels = [], []
+        paths, labels, missing = [], [], []
         for index, synset in enumerate(synsets):
             files = image_files(inside(val_dir, synset.wnid, os.path.join(data_dir, META_MAT), DataError))
             paths += files
             labels += [index] * len(files)
+            missing += [] if files else [synset.wnid]
         if not paths:
             raise DataError(
                 f"{val_dir} has subfolders but none named by a WNID of meta.mat holds images: "
                 "use the flat folder of ILSVRC2012_img_val.tar, or split it by WNID"
             )
+        say_missing_classes(missing, val_dir, data_dir, synsets)
         return paths, labels
     paths = image_files(val_dir)
     ids = read_ground_truth(os.path.join(data_dir, GROUND_TRUTH), len(synsets))
@@ -215,6 +217,25 @@ def list_val(data_dir, synsets):
             f"{len(paths)} images: both must be the full validation set"
         )
     return paths, [i - 1 for i in ids]
+
+
+def say_missing_classes(missing, val_dir, data_dir, synsets):
+    """Names the classes whose WNID folder in `val_dir` holds no image: an error when the devkit's ground truth,
+    if present, gives them images (the folder was not extracted whole), else a line, so that a score over fewer
+    classes does not pass for the whole set's."""
+    if not missing:
+        return
+    named = f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+    ground_truth = os.path.join(data_dir, GROUND_TRUTH)
+    if os.path.isfile(ground_truth):
+        expected = set(read_ground_truth(ground_truth, len(synsets)))
+        lost = [wnid for wnid in missing if [s.wnid for s in synsets].index(wnid) + 1 in expected]
+        if lost:
+            raise DataError(
+                f"{len(lost)} classes of {ground_truth} have no images in {val_dir} ({named}): split the validation "
+                "set again from ILSVRC2012_img_val.tar, whole"
+            )
+    print(f"{len(missing)} of {len(synsets)} classes have no validation images in {val_dir} ({named})")
 
 
 def read_ground_truth(path, num_classes):

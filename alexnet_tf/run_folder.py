@@ -291,6 +291,19 @@ def run_files(ckpt_dir):
     return written + [path for path in curves if os.path.lexists(path)]
 
 
+def check_apart(*, ckpt_dir, log_dir, data_dir):
+    """A CheckpointError when the run folder or its TensorBoard folder lies inside the dataset folder, or the dataset
+    inside the run folder: a folder of classes would read the run's logs/ as one more class at its next read."""
+    data = os.path.realpath(data_dir)
+    for flag, folder in (("--ckpt-dir", ckpt_dir), ("--log-dir", log_dir)):
+        real = os.path.realpath(folder)
+        if os.path.commonpath([real, data]) in (real, data):
+            raise CheckpointError(
+                f"{flag} {folder} and the dataset {data_dir} lie one inside the other: the run would write among its "
+                f"images; choose a {flag} outside it"
+            )
+
+
 def log_dir_for(ckpt_dir, log_dir, run=None):
     """TensorBoard's folder of the run in `ckpt_dir`: `log_dir` when given, else the one the `run` was given (its
     config.json keeps it), else the run folder's own."""

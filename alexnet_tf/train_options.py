@@ -147,12 +147,13 @@ def resolve(args, *, saved=None, source=None, replicas=1):
         max_bad_images=args.max_bad_images,
         settings=RunSettings(**values),
     )
-    validate(options, replicas=replicas, resumed=saved is not None)
+    validate(options, replicas=replicas, resumed=saved is not None, given=given)
     return options
 
 
-def validate(options, *, replicas, resumed):
-    """A UsageError naming the first setting that cannot work, and the fix."""
+def validate(options, *, replicas, resumed, given=()):
+    """A UsageError naming the first setting that cannot work, and the fix: the flag when the user `given` it (or at
+    -scratch), else the run's config.json, whose value it is."""
     settings = options.settings
     bounds = [
         ("epochs", settings.epochs >= 1, "at least 1"),
@@ -169,7 +170,13 @@ def validate(options, *, replicas, resumed):
     ]
     for flag, holds, bound in bounds:
         name = flag.replace("-", "_")
-        check_flag(flag, getattr(settings if hasattr(settings, name) else options, name), holds, bound)
+        value = getattr(settings if hasattr(settings, name) else options, name)
+        if resumed and not holds and hasattr(settings, name) and name not in given:
+            raise CheckpointError(
+                f"the run in {options.ckpt_dir} has {name} {value} in its config.json, which cannot work: it must be "
+                f"{bound}; the file was edited: start another with -scratch"
+            )
+        check_flag(flag, value, holds, bound)
     check_seed(settings.seed)
     check_writable(options.ckpt_dir, "--ckpt-dir")
     check_writable(options.log_dir, "--log-dir")

@@ -5,6 +5,7 @@ import argparse
 import errno
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -180,3 +181,64 @@ def test_ctrl_c_while_tensorflow_loads_is_one_line():
         [sys.executable, "-c", interrupt_tensorflow], env=SCRIPT_ENV, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 130 and result.stderr.strip().splitlines() == ["train.py: interrupted (Ctrl-C)"]
+
+
+def split_by_wnid(tiny_data, out):
+    """tiny_data with its validation images in WNID folders, as valprep.sh leaves them."""
+    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
+    shutil.copytree(os.path.join(tiny_data, "data"), out / "data")
+    for path, label in zip(*data_reader.list_val(tiny_data, synsets)):
+        os.makedirs(out / data_reader.VAL_DIR / synsets[label].wnid, exist_ok=True)
+        shutil.copy(path, out / data_reader.VAL_DIR / synsets[label].wnid)
+    return synsets
+
+
+def test_validation_classes_without_images_are_named_and_an_error_where_the_ground_truth_has_them(
+    tiny_data, tmp_path, capsys
+):
+    synsets = split_by_wnid(tiny_data, tmp_path)
+    shutil.rmtree(tmp_path / data_reader.VAL_DIR / synsets[4].wnid)  # one class folder lost
+    with pytest.raises(errors.DataError, match=f"1 classes of .* have no images in .*{synsets[4].wnid}"):
+        data_reader.list_val(str(tmp_path), synsets)
+    os.remove(tmp_path / data_reader.GROUND_TRUTH)  # valprep.sh's layout alone: say so, and score the others
+    paths, labels = data_reader.list_val(str(tmp_path), synsets)
+    assert len(paths) == 18 and 4 not in labels
+    assert f"1 of 10 classes have no validation images in {tmp_path / data_reader.VAL_DIR} ({synsets[4].wnid})" in (
+        capsys.readouterr().out
+    )
+
+
+def test_a_run_folder_inside_the_dataset_or_around_it_is_refused_at_scratch(tmp_path, one_line_error):
+    photos = write_classes(tmp_path / "photos", {"bus": 3, "car": 3})
+    for ckpt_dir, log_dir in ((photos / "run", None), (tmp_path / "run", photos / "tb"), (tmp_path, None)):
+        logs = ("--log-dir", log_dir) if log_dir else ()
+        error = one_line_error(run_main("train.py", "-scratch", "--data-dir", photos, "--ckpt-dir", ckpt_dir, *logs))
+        assert f"and the dataset {photos} lie one inside the other" in error
+    assert sorted(os.listdir(photos)) == [".cache", "README.txt", "bus", "car"]  # nothing written among them
+
+
+@pytest.mark.slow
+def test_resume_with_fewer_epochs_than_done_is_refused_and_leaves_config_json(tiny_data, one_step_run, one_line_error):
+    resume = ("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run)
+    assert run_script(*resume, "--epochs", 2).returncode == 0  # epochs of one step: two done
+    before = (one_step_run / run_folder.CONFIG_NAME).read_bytes()
+    error = one_line_error(run_main(*resume, "--epochs", 1))
+    assert "has done 2 epochs, more than --epochs 1: pass --epochs 3 or more" in error
+    assert (one_step_run / run_folder.CONFIG_NAME).read_bytes() == before
+
+
+def test_a_bad_value_in_config_json_is_blamed_on_the_file_not_a_flag(tiny_data, one_step_run, one_line_error):
+    config_path = one_step_run / run_folder.CONFIG_NAME
+    config = json.loads(config_path.read_text())
+    config["settings"]["steps_per_epoch"] = 0
+    config_path.write_text(json.dumps(config))
+    error = one_line_error(run_main("train.py", "-resume", "--data-dir", tiny_data, "--ckpt-dir", one_step_run))
+    assert "has steps_per_epoch 0 in its config.json, which cannot work" in error and "--steps-per-epoch" not in error
+
+
+def test_export_onto_a_symlink_is_refused_naming_where_it_leads(one_step_run, tmp_path, one_line_error):
+    (tmp_path / "models").mkdir()
+    os.symlink(tmp_path / "models", tmp_path / "link")
+    error = one_line_error(run_main("export.py", tmp_path / "link", "--ckpt-dir", one_step_run, "--overwrite"))
+    assert f"is a symlink to {tmp_path / 'models'}: give that folder itself" in error
+    assert os.path.islink(tmp_path / "link")
