@@ -4,9 +4,11 @@ for TF Serving or any TensorFlow program, without this project's code.
     python export.py --ckpt-dir ckpt-alexnet alexnet-export
 
 The SavedModel's `serving_default` signature takes `images`, a batch of encoded images (JPEG, grayscale and CMYK
-too, PNG, GIF, BMP bytes; tf.string, shape [N]), and returns, best first, `classes` (fc8 rows, int32 [N, k]),
-`wnids` and `names` (tf.string [N, k]) and `scores` (the softmax averaged over the crops, float32 [N, k]). OUT_DIR
-also holds the run's config.json. TF Serving wants it as a numbered version folder: models/alexnet/1.
+too, PNG, GIF, BMP, WebP bytes; tf.string, shape [N]), and returns, best first, `classes` (fc8 rows, int32 [N, k]),
+`wnids` and `names` (tf.string [N, k]) and `scores` (the softmax averaged over the crops, float32 [N, k]), and
+`errors` (tf.string [N]): empty for an image answered, else what is wrong with it, its row's classes -1, names
+empty and scores 0; the other images are answered as they would be alone. OUT_DIR also holds the run's config.json.
+TF Serving wants it as a numbered version folder: models/alexnet/1.
 """
 
 import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
@@ -54,23 +56,63 @@ class Classifier(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="images")])
     def classify(self, images):
-        size = self.spec.crop_size
-        crops = tf.map_fn(
-            lambda encoded: preprocessing.eval_crops(
-                encoded, self.spec, self.crops, self.k_crops, tf.constant([0, 0], tf.int64), xla=False
-            ),
-            images,
-            fn_output_signature=tf.TensorSpec([self.k_crops, size, size, 3], tf.float32),
+        count = tf.shape(images)[0]
+        answered, crops = self.decoded(images)
+        size, num_classes = self.spec.crop_size, self.wnids.shape[0]
+        logits = tf.cond(  # an empty batch, or one of bad images only, runs no convolution
+            tf.size(answered) > 0,
+            lambda: self.model(tf.reshape(crops, [-1, size, size, 3]), training=False),
+            lambda: tf.zeros([0, num_classes]),
         )
-        logits = self.model(tf.reshape(crops, [-1, size, size, 3]), training=False)
-        per_crop = tf.reshape(tf.nn.softmax(logits), [tf.shape(images)[0], self.k_crops, -1])
+        per_crop = tf.reshape(tf.nn.softmax(logits), [tf.size(answered), self.k_crops, num_classes])
         scores, classes = tf.math.top_k(tf.reduce_mean(per_crop, axis=1), self.top_k)
+        rows = answered[:, None]
+        classes = tf.scatter_nd(rows, classes + 1, [count, self.top_k]) - 1  # -1: the rows of bad images
+        named = classes >= 0
         return {
             "classes": classes,
-            "wnids": tf.gather(self.wnids, classes),
-            "names": tf.gather(self.names, classes),
-            "scores": scores,
+            "wnids": tf.where(named, tf.gather(self.wnids, tf.maximum(classes, 0)), ""),
+            "names": tf.where(named, tf.gather(self.names, tf.maximum(classes, 0)), ""),
+            "scores": tf.scatter_nd(rows, scores, [count, self.top_k]),
+            "errors": tf.where(named[:, 0], "", tf.map_fn(what_is_wrong, images, fn_output_signature=tf.string)),
         }
+
+    def decoded(self, images):
+        """The rows of `images` that decode, and their crops: a bad image is left out of the batch, not the cause
+        of its failing (tf.data's ignore_errors, the one way a graph goes on past an op's error)."""
+        size = self.spec.crop_size
+        rows = tf.data.Dataset.from_tensor_slices((tf.range(tf.shape(images)[0]), images))
+        crops = rows.map(
+            lambda row, encoded: (
+                row,
+                preprocessing.eval_crops(
+                    encoded, self.spec, self.crops, self.k_crops, tf.constant([0, 0], tf.int64), xla=False
+                ),
+            )
+        ).ignore_errors()
+        none = tf.data.Dataset.from_tensors((tf.zeros([0], tf.int32), tf.zeros([0, self.k_crops, size, size, 3])))
+        return crops.batch(2**31 - 1).concatenate(none).take(1).get_single_element()
+
+
+def what_is_wrong(encoded):
+    """Why an image of the batch was not answered, from its header: not an image, too large, or damaged data."""
+    width, height = tf.unstack(preprocessing.declared_size(encoded))
+    too_large = (width * height > preprocessing.MAX_IMAGE_PIXELS) | (
+        tf.maximum(width, height) > preprocessing.MAX_ASPECT_RATIO * tf.minimum(width, height)
+    )
+    return tf.case(
+        [
+            (tf.equal(width * height, 0), lambda: tf.constant("not an image: give JPEG, PNG, GIF, BMP or WebP bytes")),
+            (
+                too_large,
+                lambda: tf.strings.format(
+                    "declares {}x{} pixels: at most {} are decoded, neither side more than {} times the other",
+                    (width, height, preprocessing.MAX_IMAGE_PIXELS, preprocessing.MAX_ASPECT_RATIO),
+                ),
+            ),
+        ],
+        default=lambda: tf.constant("the image's data is damaged and does not decode"),
+    )
 
 
 def main(args):
@@ -84,7 +126,9 @@ def main(args):
     classifier = Classifier(model, config, args.crops, args.top_k)
     print(f"Exporting {args.ckpt_dir} ({args.crops} crops, top {classifier.top_k}) to {args.out_dir} ...")
     write_saved_model(args.out_dir, classifier, config)
-    print(f"Wrote {args.out_dir}: signature {SIGNATURE}, images (encoded, [N]) -> classes, wnids, names, scores")
+    print(
+        f"Wrote {args.out_dir}: signature {SIGNATURE}, images (encoded, [N]) -> classes, wnids, names, scores, errors"
+    )
 
 
 def check_replaceable(out_dir):

@@ -3,6 +3,7 @@ that does not import this project loads and which answers as classify.py does.""
 
 import ast
 import functools
+import io
 import json
 import os
 import re
@@ -29,8 +30,11 @@ import json, sys
 import tensorflow as tf
 serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
 images = tf.constant([open(path, "rb").read() for path in sys.argv[2:]])
-out = {name: value.numpy().tolist() for name, value in serve(images=images).items()}
-out = {name: [[v.decode() if isinstance(v, bytes) else v for v in row] for row in rows] for name, rows in out.items()}
+def plain(value):
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
+out = {name: plain(value.numpy().tolist()) for name, value in serve(images=images).items()}
 assert not any(name in sys.modules for name in ("alexnet", "preprocessing", "run_folder"))
 print(json.dumps(out))
 """
@@ -103,8 +107,29 @@ def test_saved_model_cli_shows_the_documented_signature_and_is_no_run_folder(one
     dtypes = {"classes": "DT_INT32", "names": "DT_STRING", "scores": "DT_FLOAT", "wnids": "DT_STRING"}
     for name, dtype in dtypes.items():
         assert re.search(rf"outputs\['{name}'\] tensor_info:\s+dtype: {dtype}\s+shape: \(-1, 3\)", outputs), name
+    assert re.search(r"outputs\['errors'\] tensor_info:\s+dtype: DT_STRING\s+shape: \(-1\)", outputs)
     mistaken = run_main("classify.py", os.path.join(ROOT, "lussari.jpg"), "--ckpt-dir", tmp_path / "out")
     assert "is a SavedModel written by export.py, not a run folder" in one_line_error(mistaken)
+    serve = tf.saved_model.load(str(tmp_path / "out")).signatures["serving_default"]
+    good = open(os.path.join(ROOT, "lussari.jpg"), "rb").read()
+    wide = io.BytesIO()
+    Image.fromarray(np.zeros((2, 8000, 3), np.uint8)).save(wide, "PNG")
+    batch = serve(images=tf.constant([good, b"not an image", wide.getvalue(), good[:2000], good]))
+    assert [error.decode() for error in batch["errors"].numpy()] == [
+        "",
+        "not an image: give JPEG, PNG, GIF, BMP or WebP bytes",
+        "declares 8000x2 pixels: at most 100000000 are decoded, neither side more than 100 times the other",
+        "the image's data is damaged and does not decode",
+        "",
+    ]
+    alone = serve(images=tf.constant([good]))
+    for row in (0, 4):  # the good images are answered as alone
+        assert batch["classes"].numpy()[row].tolist() == alone["classes"].numpy()[0].tolist()
+        np.testing.assert_allclose(batch["scores"].numpy()[row], alone["scores"].numpy()[0], atol=1e-5)
+    assert (batch["classes"].numpy()[1:4] == -1).all() and (batch["scores"].numpy()[1:4] == 0).all()
+    assert set(batch["names"].numpy()[1:4].ravel().tolist()) == {b""}
+    empty = serve(images=tf.constant([], tf.string))
+    assert empty["classes"].shape == (0, 3) and empty["errors"].shape == (0,)
 
 
 def test_export_refuses_a_missing_run_and_an_existing_out_dir(one_step_run, tmp_path, one_line_error):
