@@ -117,9 +117,12 @@ class RunConfig:
         return self.replace(data_dir=None, log_dir=None)
 
     def to_json(self):
-        """The JSON object of config.json (without its version); "source" only for imported weights."""
+        """The JSON object of config.json (without its version): "source" only for imported weights, the machine's
+        folders only for a run trained here (an imported or exported run has none)."""
         values = dataclasses.asdict(self, dict_factory=lambda items: {name: _listed(value) for name, value in items})
-        return {name: value for name, value in values.items() if not (name == "source" and value is None)}
+        absent = {"source"} if self.source is None else set()
+        absent |= {"data_dir", "log_dir"} if self.data_dir is None else set()
+        return {name: value for name, value in values.items() if name not in absent}
 
     @classmethod
     def from_json(cls, values):
