@@ -176,6 +176,13 @@ def new_run_config(options, *, saved, source, synsets, data_dir, train_split, va
         if settings.precision != saved.settings.precision:
             print(f"The run trained in {saved.settings.precision} and continues in {settings.precision}")
         return config
+    settings = options.settings_for(len(synsets))
+    if settings.lr != options.settings.lr:
+        print(
+            f"Learning rate {settings.lr:g} for {len(synsets)} classes of your own at batch {settings.batch_size}: the "
+            f"paper's {options.settings.lr:g} scaled with the batch, at most {train_options.OWN_CLASSES_MAX_LR:g} "
+            "(--lr sets another)"
+        )
     unreadable = unreadable_images(data_dir, train_split, val_split)
     num_images = train_split.num_images - len(unreadable.train)
     max_bad = options.max_bad(train_split.num_images)

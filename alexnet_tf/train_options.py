@@ -29,6 +29,11 @@ SAMPLE_LR = 3e-4  # with 10 classes, each fc8 row gets ~100x its ImageNet share 
 # --init-from (fine-tuning on a few hundred images a class): Caffe's finetune_flickr_style example starts at a tenth of
 # the paper's rate; small batches and few epochs, since the features are already learnt (README, Your own images)
 FINETUNE_LR = 1e-3
+
+# A folder of your own classes from scratch, without --lr: the paper's rate scaled linearly with the batch (Goyal et
+# al. 2017, "Accurate, large minibatch SGD"), at most this. Ours, measured (docs/training.md): 3 classes of 30 images
+# trained at batch 8, 16 and 32 without diverging, where the paper's 0.01 diverged by step 16 at batch 8
+OWN_CLASSES_MAX_LR = 1e-3
 FINETUNE_BATCH_SIZE = 32
 FINETUNE_EPOCHS = 10
 
@@ -76,11 +81,26 @@ class TrainOptions:
     cpu_replicas: int
     max_bad_images: int | None  # None: MAX_BAD_FRACTION of the training set
     settings: RunSettings
+    lr_to_scale: bool = False  # -scratch with no --lr, --sample or --init-from: own_classes_lr may set it
 
     def max_bad(self, num_images):
         if self.max_bad_images is not None:
             return self.max_bad_images
         return math.ceil(MAX_BAD_FRACTION * num_images)
+
+    def settings_for(self, num_classes):
+        """The run's settings for a dataset of `num_classes`: the learning rate own_classes_lr gives a folder of your
+        own classes when none was asked for; ILSVRC2012's 1000 keep the paper's."""
+        if not self.lr_to_scale or num_classes >= network.NUM_CLASSES:
+            return self.settings
+        return dataclasses.replace(self.settings, lr=own_classes_lr(self.settings.batch_size))
+
+
+def own_classes_lr(batch_size):
+    """The learning rate of a folder of your own classes trained from scratch: the paper's at batch 128, scaled
+    linearly with the batch, at most OWN_CLASSES_MAX_LR (with few classes each fc8 row takes a larger share of the
+    gradient, and the paper's rate diverges)."""
+    return min(training.LEARNING_RATE * batch_size / training.BATCH_SIZE, OWN_CLASSES_MAX_LR)
 
 
 def paper_settings(**changes):
@@ -146,6 +166,7 @@ def resolve(args, *, saved=None, source=None, replicas=1):
         cpu_replicas=args.cpu_replicas,
         max_bad_images=args.max_bad_images,
         settings=RunSettings(**values),
+        lr_to_scale=args.mode == "scratch" and args.lr is None and not args.sample and not args.init_from,
     )
     validate(options, replicas=replicas, resumed=saved is not None, given=given)
     return options
@@ -226,7 +247,10 @@ def add_arguments(parser):
         help=f"images a step, across all replicas (default: {training.BATCH_SIZE}; {SAMPLE_BATCH_SIZE} with --sample)",
     )
     hyper.add_argument(
-        "--lr", type=float, help=f"initial learning rate (default: {training.LEARNING_RATE}; {SAMPLE_LR} with --sample)"
+        "--lr",
+        type=float,
+        help=f"initial learning rate (default: {training.LEARNING_RATE}; {SAMPLE_LR} with --sample; for a folder of "
+        f"your own classes, {training.LEARNING_RATE} x batch / {training.BATCH_SIZE}, at most {OWN_CLASSES_MAX_LR})",
     )
     hyper.add_argument("--momentum", type=float, help=f"SGD momentum (default: {training.MOMENTUM})")
     hyper.add_argument(

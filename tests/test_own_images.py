@@ -10,7 +10,8 @@ from PIL import Image
 
 import alexnet
 import data_reader
-from alexnet_tf import datasets, errors
+import train
+from alexnet_tf import datasets, errors, train_options
 
 CLASSES = ("Zebra", "apple", "cat")  # sorted: "Zebra" < "apple" < "cat", as sorted() and ImageFolder order them
 
@@ -151,3 +152,26 @@ def test_a_class_named_train_and_a_class_folder_linked_from_elsewhere_are_classe
     assert [s.wnid for s in data_reader.load_classes(str(photos))] == ["bus", "car", "train", "tram"]
     listed = read(photos, "train").paths + read(photos, "val").paths
     assert sum(f"{os.sep}tram{os.sep}" in path for path in listed) == 3
+
+
+def test_a_folder_of_your_own_gets_the_learning_rate_scaled_with_the_batch(training_config):
+    args = train.get_args_parser().parse_args(["-scratch", "--batch-size", "8"])
+    options = train_options.resolve(args)
+    assert options.settings.lr == 0.01  # the paper's, kept for ILSVRC2012's 1000 classes
+    assert options.settings_for(1000).lr == 0.01 and options.settings_for(3).lr == 0.01 * 8 / 128
+    assert train_options.resolve(train.get_args_parser().parse_args(["-scratch"])).settings_for(3).lr == 1e-3
+    for given in (["--lr", "0.005"], ["--sample"]):  # asked for, or --sample's own
+        options = train_options.resolve(train.get_args_parser().parse_args(["-scratch", "--batch-size", "8", *given]))
+        assert options.settings_for(3) == options.settings
+
+
+@pytest.mark.slow
+def test_training_three_small_classes_from_scratch_with_the_defaults_does_not_diverge(tmp_path):
+    """The case that diverged at the paper's 0.01: 3 classes of 30 images, batch 8 (a NaN loss stops train.py)."""
+    photos = write_classes(tmp_path / "photos", {"bus": 30, "car": 30, "tram": 30})
+    result = run_script(
+        "train.py", "-scratch", *flags(data_dir=photos, ckpt_dir=tmp_path / "run", epochs=2, batch_size=8), cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Learning rate 0.000625 for 3 classes of your own at batch 8" in result.stdout
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["settings"]["lr"] == 0.000625
