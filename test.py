@@ -1,26 +1,40 @@
-"""Evaluates a trained AlexNet on the validation set (ILSVRC2012's, or your own images'): top-1 and top-k accuracy,
-the softmax averaged over K crops of every image.
+"""Evaluates a trained AlexNet on a validation set (ILSVRC2012's, ImageNetV2's or your own images'): top-1 and top-k
+accuracy, the softmax averaged over K crops of every image, ReaL top-1 on ILSVRC2012's validation images, and on
+request a report folder, a JSON file or a row of a results table.
 
-    python test.py --k-crops 5 --crops random
+    python test.py --crops ten --report report
 """
 
 import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
 
 import argparse
+import csv
+import datetime
 import json
 import os
 
-import keras
-
 import alexnet
 import data_reader
-from alexnet_tf import errors, input_pipeline, preprocessing, progress, run_folder, sample_dataset
+from alexnet_tf import datasets, errors, evaluation, input_pipeline, preprocessing, report, run_folder, sample_dataset
 
 K_CROPS = 5  # the seed's K_CROPS: its 57.31% / 80.31% averaged 5 random crops
 CROPS = "random"  # the seed's; "ten" is the paper's test (§4.1), "center" the cheapest
 TOP_K = 5  # the seed's and the paper's top-5
 BATCH_SIZE = 32  # images a batch, each with its K crops
 SEED = 0
+RESULTS_COLUMNS = (  # --results-csv, as timm's results files: a row an evaluation
+    "date",
+    "run",
+    "step",
+    "dataset",
+    "split",
+    "crops",
+    "images",
+    "top1",
+    "top5",
+    "real_top1",
+    "ece",
+)
 
 
 def get_args_parser():
@@ -52,18 +66,27 @@ def get_args_parser():
         help="float32, or mixed precision with bf16 or fp16",
     )
     parser.add_argument(
+        "--checkpoint", metavar="ckpt-N", help="evaluate this checkpoint of the run (default: its latest)"
+    )
+    parser.add_argument(
         "--json", metavar="PATH", help="also write the results to this JSON file (its folder made if missing)"
+    )
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="also write a report folder: index.html, results.json, per-class, confusions, every prediction as CSV",
+    )
+    parser.add_argument(
+        "--results-csv",
+        metavar="PATH",
+        help="also append a row to this results table (made, with a header, if missing)",
     )
     return parser
 
 
 def main(args):
-    errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
-    errors.check_seed(args.seed)
-    preprocessing.check_k_crops(args.crops, args.k_crops)
-    if args.json:
-        errors.check_writable(args.json, "--json", kind="file")
-    checkpoint = run_folder.latest_checkpoint(args.ckpt_dir)
+    check_args(args)
+    checkpoint = run_folder.named_checkpoint(args.ckpt_dir, args.checkpoint)
     with alexnet.precision(args.precision):
         model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample, run=config)
@@ -71,26 +94,38 @@ def main(args):
     unreadable = input_pipeline.find_unreadable(split, "validation images")
     if split.num_images == len(unreadable):
         raise errors.DataError(f"no readable validation image in {data_dir}")
-    results = {
-        **evaluate(model, config, split.without(unreadable), args),
-        "checkpoint": checkpoint,
-        "images_total": split.num_images,
-    }
-    print(
-        f"Evaluated {results['images']} of {split.num_images} validation images ({len(unreadable)} unreadable, skipped)"
-    )
-    print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
-    print(f"Top-{results['k']} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
+    predictions = evaluate(model, config, split.without(unreadable), args, data_dir=data_dir)
+    results = summarize(predictions, config, args, checkpoint=checkpoint, data_dir=data_dir)
+    say(results, total=split.num_images, unreadable=len(unreadable))
+    write_outputs(args, predictions, config=config, results=results, data_dir=data_dir)
+
+
+def check_args(args):
+    """The flags' mistakes, in one line before anything is read."""
+    errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
+    errors.check_seed(args.seed)
+    preprocessing.check_k_crops(args.crops, args.k_crops)
+    for flag, path, kind in (("--json", args.json, "file"), ("--report", args.report, "folder")):
+        if path:
+            errors.check_writable(path, flag, kind=kind)
+    if args.results_csv:
+        errors.check_writable(args.results_csv, "--results-csv", kind="file")
 
 
 def validation_set(args, config, data_dir):
     """The validation images of `data_dir`, labelled with the run's fc8 rows (the dataset's classes matched to the
-    run's by WNID)."""
+    run's by WNID). ImageNetV2's folders 0..999 are its test set whole, folder k the k-th of the run's WNIDs sorted."""
     synsets = data_reader.load_classes(data_dir)
+    if datasets.is_numbered(synsets) and not data_reader.is_prepared(data_dir):
+        wnids = sorted(c.wnid for c in config.classes)
+        if len(synsets) != len(wnids) or len(wnids) != alexnet.NUM_CLASSES:
+            raise errors.DataError(
+                f"{data_dir} has ImageNetV2's layout (class folders 0..{len(synsets) - 1}), whose folder k is the k-th "
+                f"ILSVRC2012 WNID sorted: the run in {args.ckpt_dir} has {len(wnids)} classes, not ILSVRC2012's 1000"
+            )
+        print(f"{data_dir}: ImageNetV2's layout, folder k read as the k-th of the run's 1000 WNIDs sorted")
+        order = run_folder.class_order(config, [wnids[int(s.wnid)] for s in synsets], args.ckpt_dir, data_dir)
+        return datasets.every_image(data_dir, synsets).relabeled(order).head(args.limit)
     order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
     trained = config.settings  # an imported run has none: read_split's defaults
     split = (
@@ -101,44 +136,81 @@ def validation_set(args, config, data_dir):
     return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
-def evaluate(model, config, split, args):
-    """Keras's evaluate on the crop-averaged model: its progress bar shows the running top-1 and top-k."""
-    k = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
-    top_k = min(args.top_k, len(config.classes))  # of 3 classes, the top-5 would always hold the truth
-    print(f"Evaluating {split.num_images} images, {k} {args.crops} crop(s) each, from {args.ckpt_dir}")
-    averaged = alexnet.crop_averaging(model, k)
-    averaged.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=[
-            keras.metrics.SparseCategoricalAccuracy(name="top1"),
-            keras.metrics.SparseTopKCategoricalAccuracy(k=top_k, name="topk"),
-        ],
-        jit_compile=False,
-    )
-    dataset = input_pipeline.eval_dataset(
+def evaluate(model, config, split, args, *, data_dir):
+    """Each image's top-k classes and scores, its crops' softmax averaged (evaluation.predict)."""
+    k_crops = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
+    print(f"Evaluating {split.num_images} images, {k_crops} {args.crops} crop(s) each, from {args.ckpt_dir}")
+    return evaluation.predict(
+        model,
         split,
+        data_dir=data_dir,
         spec=config.preprocessing,
-        batch_size=args.batch_size,
         crops=args.crops,
-        k_crops=k,
+        k_crops=k_crops,
         seed=args.seed,
+        batch_size=args.batch_size,
+        top_k=min(max(args.top_k, TOP_K), len(config.classes)),  # of 3 classes, a top-5 would always hold the truth
     )
-    with input_pipeline.as_prepared(split):
-        metrics = averaged.evaluate(
-            dataset,
-            return_dict=True,
-            verbose=progress.keras_verbose(),
-            callbacks=progress.callbacks(),
-        )
+
+
+def summarize(predictions, config, args, *, checkpoint, data_dir):
+    """The evaluation's figures and what was evaluated: --json's, --report's results.json and --results-csv's."""
+    k = min(args.top_k, len(config.classes))
+    real = evaluation.real_top1(predictions, [c.wnid for c in config.classes])
     return {
-        "top1": float(metrics["top1"]),
-        "topk": float(metrics["topk"]),
-        "k": top_k,
-        "loss": float(metrics["loss"]),
-        "images": split.num_images,
+        "top1": predictions.accuracy(1),
+        "top5": predictions.accuracy(min(TOP_K, len(config.classes))),
+        "topk": predictions.accuracy(k),
+        "k": k,
+        "images": len(predictions.labels),
+        "ece": evaluation.expected_calibration_error(predictions),
+        "real_top1": real[0] if real else None,
+        "real_images": real[1] if real else 0,
+        "run": os.path.abspath(args.ckpt_dir),
+        "checkpoint": checkpoint,
+        "step": run_folder.checkpoint_step(checkpoint),
+        "dataset": os.path.abspath(data_dir),
         "crops": args.crops,
-        "k_crops": k,
+        "k_crops": preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS),
     }
+
+
+def say(results, *, total, unreadable):
+    print(f"Evaluated {results['images']} of {total} validation images ({unreadable} unreadable, skipped)")
+    print(f"Top-1 accuracy: {100 * results['top1']:.2f}% error: {100 - 100 * results['top1']:.2f}%")
+    print(f"Top-{results['k']} accuracy: {100 * results['topk']:.2f}% error: {100 - 100 * results['topk']:.2f}%")
+    if results["real_top1"] is not None:
+        print(
+            f"ReaL top-1 accuracy: {100 * results['real_top1']:.2f}% ({results['real_images']} images with ReaL labels)"
+        )
+
+
+def write_outputs(args, predictions, *, config, results, data_dir):
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.report:
+        report.write(args.report, predictions, classes=config.classes, results=results, data_dir=data_dir)
+        print(f"Report written to {os.path.join(args.report, 'index.html')}")
+    if args.results_csv:
+        append_results_row(args.results_csv, results)
+
+
+def append_results_row(path, results):
+    """A row of RESULTS_COLUMNS appended to the table at `path`, made with its header if missing."""
+    row = {
+        **{name: results.get(name) for name in RESULTS_COLUMNS},
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "split": "validation",
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    new = not os.path.exists(path) or os.path.getsize(path) == 0
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=RESULTS_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({name: "" if value is None else value for name, value in row.items()})
 
 
 if __name__ == "__main__":

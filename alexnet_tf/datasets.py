@@ -325,6 +325,22 @@ def named_classes(names):
     return [Synset(i + 1, name, name) for i, name in enumerate(names)]
 
 
+def is_numbered(synsets):
+    """Whether class folders are named 0 .. N-1, as ImageNetV2's release has them (folder k: class k of the 1000
+    ILSVRC2012 WNIDs sorted)."""
+    return {s.wnid for s in synsets} == {str(k) for k in range(len(synsets))}
+
+
+def every_image(data_dir, synsets):
+    """The Split of every image of the class folders (a test set: nothing held out)."""
+    paths, labels = [], []
+    for index, synset in enumerate(synsets):
+        files = nested_image_files(os.path.join(data_dir, synset.wnid))
+        paths += files
+        labels += [index] * len(files)
+    return Split(paths, labels, None)
+
+
 def splits_given(data_dir):
     """Whether your own images come as DIR/train and DIR/val, not to be split here: those two folders and no other
     (a flat folder of classes may well have a class named train, beside bus and car)."""

@@ -232,6 +232,26 @@ def latest_checkpoint(ckpt_dir):
     return path
 
 
+def named_checkpoint(ckpt_dir, name=None):
+    """The path of the run's checkpoint `name` (ckpt-N, one its index keeps), or of its latest without a name; a
+    CheckpointError naming those it keeps."""
+    if name is None:
+        return latest_checkpoint(ckpt_dir)
+    config_path(ckpt_dir)
+    state = checkpoint_state(ckpt_dir)
+    kept = {os.path.basename(path): path for path in (state.all_model_checkpoint_paths if state else [])}
+    if name not in kept:
+        raise CheckpointError(
+            f"{ckpt_dir} has no checkpoint {name}: it keeps {', '.join(sorted(kept, key=checkpoint_step)) or 'none'}"
+        )
+    return kept[name]
+
+
+def checkpoint_step(path):
+    """The training step a checkpoint was saved at, from its name (ckpt-N)."""
+    return int(os.path.basename(path).rsplit("-", 1)[1])
+
+
 def latest_or_none(ckpt_dir):
     """The latest checkpoint of the folder's checked index whose files exist, or None."""
     state = checkpoint_state(ckpt_dir)
