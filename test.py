@@ -15,7 +15,7 @@ import os
 
 import alexnet
 import data_reader
-from alexnet_tf import datasets, errors, evaluation, input_pipeline, preprocessing, report, run_folder, sample_dataset
+from alexnet_tf import errors, evaluation, input_pipeline, preprocessing, report, run_folder, sample_dataset
 
 K_CROPS = 5  # the seed's K_CROPS: its 57.31% / 80.31% averaged 5 random crops
 CROPS = "random"  # the seed's; "ten" is the paper's test (§4.1), "center" the cheapest
@@ -90,7 +90,7 @@ def main(args):
     with alexnet.precision(args.precision):
         model, config = alexnet.load_trained(args.ckpt_dir, checkpoint=checkpoint)
     data_dir = sample_dataset.data_dir_for(args.data_dir, args.sample, run=config)
-    split = validation_set(args, config, data_dir)
+    split = evaluation.split_of(config, data_dir, "val", ckpt_dir=args.ckpt_dir).head(args.limit)
     unreadable = input_pipeline.find_unreadable(split, "validation images")
     if split.num_images == len(unreadable):
         raise errors.DataError(f"no readable validation image in {data_dir}")
@@ -110,30 +110,6 @@ def check_args(args):
             errors.check_writable(path, flag, kind=kind)
     if args.results_csv:
         errors.check_writable(args.results_csv, "--results-csv", kind="file")
-
-
-def validation_set(args, config, data_dir):
-    """The validation images of `data_dir`, labelled with the run's fc8 rows (the dataset's classes matched to the
-    run's by WNID). ImageNetV2's folders 0..999 are its test set whole, folder k the k-th of the run's WNIDs sorted."""
-    synsets = data_reader.load_classes(data_dir)
-    if datasets.is_numbered(synsets) and not data_reader.is_prepared(data_dir):
-        wnids = sorted(c.wnid for c in config.classes)
-        if len(synsets) != len(wnids) or len(wnids) != alexnet.NUM_CLASSES:
-            raise errors.DataError(
-                f"{data_dir} has ImageNetV2's layout (class folders 0..{len(synsets) - 1}), whose folder k is the k-th "
-                f"ILSVRC2012 WNID sorted: the run in {args.ckpt_dir} has {len(wnids)} classes, not ILSVRC2012's 1000"
-            )
-        print(f"{data_dir}: ImageNetV2's layout, folder k read as the k-th of the run's 1000 WNIDs sorted")
-        order = run_folder.class_order(config, [wnids[int(s.wnid)] for s in synsets], args.ckpt_dir, data_dir)
-        return datasets.every_image(data_dir, synsets).relabeled(order).head(args.limit)
-    order = run_folder.class_order(config, [s.wnid for s in synsets], args.ckpt_dir, data_dir)
-    trained = config.settings  # an imported run has none: read_split's defaults
-    split = (
-        {"val_fraction": trained.val_fraction, "seed": trained.seed, "split_rule": trained.split_rule}
-        if trained
-        else {}
-    )
-    return data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order).head(args.limit)
 
 
 def evaluate(model, config, split, args, *, data_dir):

@@ -326,9 +326,9 @@ def named_classes(names):
 
 
 def is_numbered(synsets):
-    """Whether class folders are named 0 .. N-1, as ImageNetV2's release has them (folder k: class k of the 1000
-    ILSVRC2012 WNIDs sorted)."""
-    return {s.wnid for s in synsets} == {str(k) for k in range(len(synsets))}
+    """Whether the class folders are ImageNetV2's: 1000 of them, named 0 .. 999 (folder k: class k of ILSVRC2012's
+    WNIDs sorted). Fewer folders so named are your own classes."""
+    return {s.wnid for s in synsets} == {str(k) for k in range(NUM_CLASSES)}
 
 
 def every_image(data_dir, synsets):

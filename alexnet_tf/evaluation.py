@@ -17,7 +17,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import datasets, input_pipeline, network, progress
+from alexnet_tf import datasets, input_pipeline, network, progress, run_folder
 from alexnet_tf.errors import DataError
 
 CALIBRATION_BINS = 15  # Guo et al. 2017, "On calibration of modern neural networks"
@@ -25,6 +25,31 @@ REAL_LABELS = os.path.join(os.path.dirname(__file__), "data", "imagenet_real_lab
 REAL_LABELS_SHA256 = "d83e9bff374c631aae8439eb064c7019acc56e1b3bc3f56b8380c2a710b0220b"
 VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})\.")  # the number in an ILSVRC2012 validation file's name
 NAME_FEATURE = {"image/filename": tf.io.FixedLenFeature([], tf.string)}  # prepared records: the source's path
+
+
+def split_of(config, data_dir, part, *, ckpt_dir):
+    """The "train" or "val" images of `data_dir` as the run of `config` (in `ckpt_dir`) splits them, labelled with its
+    fc8 rows (the dataset's classes matched to the run's by WNID). ImageNetV2's folders 0..999 are a test set whole,
+    folder k the k-th of the run's WNIDs sorted."""
+    synsets = datasets.load_classes(data_dir)
+    if datasets.is_numbered(synsets) and not datasets.is_prepared(data_dir):
+        wnids = sorted(c.wnid for c in config.classes)
+        if len(wnids) != network.NUM_CLASSES:
+            raise DataError(
+                f"{data_dir} has ImageNetV2's layout (class folders 0..{len(synsets) - 1}), whose folder k is the k-th "
+                f"ILSVRC2012 WNID sorted: the run in {ckpt_dir} has {len(wnids)} classes, not ILSVRC2012's 1000"
+            )
+        print(f"{data_dir}: ImageNetV2's layout, folder k read as the k-th of the run's 1000 WNIDs sorted")
+        order = run_folder.class_order(config, [wnids[int(s.wnid)] for s in synsets], ckpt_dir, data_dir)
+        return datasets.every_image(data_dir, synsets).relabeled(order)
+    order = run_folder.class_order(config, [s.wnid for s in synsets], ckpt_dir, data_dir)
+    trained = config.settings  # an imported run has none: read_split's defaults
+    split = (
+        {"val_fraction": trained.val_fraction, "seed": trained.seed, "split_rule": trained.split_rule}
+        if trained
+        else {}
+    )
+    return datasets.read_split(data_dir, synsets, part, **split).relabeled(order)
 
 
 @dataclasses.dataclass(frozen=True)

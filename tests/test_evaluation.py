@@ -12,7 +12,7 @@ import pytest
 from conftest import flags, run_main
 
 import test as test_script
-from alexnet_tf import errors, evaluation, run_config
+from alexnet_tf import datasets, errors, evaluation, run_config
 
 
 def predictions_of(names, labels, classes, scores=None):
@@ -88,13 +88,13 @@ def test_imagenet_v2_folders_map_folder_k_to_the_k_th_wnid_sorted(tmp_path, trai
         shutil.copy(os.path.join(os.path.dirname(__file__), "..", "lussari.jpg"), data / str(k) / f"{k}.jpeg")
     classes = tuple(run_config.ClassName(wnid=wnid, words=wnid) for wnid in DEVKIT_ORDER)
     config = training_config(num_classes=1000).replace(classes=classes)
-    args = test_script.get_args_parser().parse_args(["--data-dir", str(data)])
-    split = test_script.validation_set(args, config, str(data))
+    split = evaluation.split_of(config, str(data), "val", ckpt_dir="run")
     by_folder = {os.path.basename(os.path.dirname(p)): label for p, label in zip(split.paths, split.labels)}
     assert by_folder == {str(k): DEVKIT_ORDER.index(SORTED[k]) for k in (2, 10, 999)}
+    assert not datasets.is_numbered(datasets.named_classes([str(k) for k in range(10)]))  # your own 10 classes
     small = training_config(num_classes=10)
     with pytest.raises(errors.DataError, match="ImageNetV2's layout .* has 10 classes, not ILSVRC2012's 1000"):
-        test_script.validation_set(args, small, str(data))
+        evaluation.split_of(small, str(data), "val", ckpt_dir="run")
 
 
 @pytest.fixture(scope="module")
