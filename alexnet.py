@@ -6,8 +6,9 @@ train.py, or imported by import_weights.py) in place of downloaded weights.
     probabilities = model(alexnet.preprocess_input(images, "ckpt-alexnet"))
     alexnet.decode_predictions(probabilities, "ckpt-alexnet")  # [[(wnid, words, score), ...], ...]
 
-The network itself (layers, variants, precision) lives in `alexnet_tf.network`; its builder and what scripts use
-with it are named here too.
+`feature_extractor(run, "fc7")` gives a layer's vectors for other programs (features.py on files). The network itself
+(layers, variants, precision) lives in `alexnet_tf.network`; its builder and what scripts use with it are named here
+too.
 """
 
 import alexnet_tf  # noqa: F401  (first: TensorFlow's quiet start-up)
@@ -109,6 +110,26 @@ def AlexNet(  # noqa: N802  (the Keras-applications name)
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     return keras.Model(keras.utils.get_source_inputs(inputs), x, name=name)
+
+
+FEATURE_LAYERS = ("pool5", "fc6", "fc7")  # the layers whose vectors serve other programs (fc6, fc7 after ReLU)
+
+
+def feature_extractor(run, layer="fc7", pooling=None):
+    """The run's model from preprocessed images (preprocess_input's) to `layer`'s vectors, float32: pool5 flattened
+    (9216 at the run's input size; 256 with `pooling` "avg" or "max"), or fc6 or fc7 after their ReLU (4096, before
+    dropout, which inference skips anyway). Returns the Keras model."""
+    if layer not in FEATURE_LAYERS:
+        raise ValueError(f"layer must be one of {', '.join(FEATURE_LAYERS)}, not {layer!r}")
+    if pooling is not None and layer != "pool5":
+        raise ValueError(f"pooling={pooling!r} applies to pool5's maps, not to {layer}")
+    if layer == "pool5":
+        features = AlexNet(weights=run, include_top=False, pooling=pooling)
+        output = features.output if pooling else layers.Flatten(name="flatten")(features.output)
+        return keras.Model(features.input, layers.Activation("linear", dtype="float32", name="features")(output))
+    model, _ = load_trained(run)
+    output = layers.Activation("linear", dtype="float32", name="features")(model.get_layer(layer).output)
+    return keras.Model(model.input, output)
 
 
 def _smallest_side(feature_layers):

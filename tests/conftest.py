@@ -121,9 +121,14 @@ def script_command(script, *args):
 
 
 def flags(**options):
-    """Command-line options from keywords, as a user types them: flags(data_dir=d, epochs=1) is
-    ("--data-dir", d, "--epochs", 1)."""
-    return tuple(item for name, value in options.items() for item in (f"--{name.replace('_', '-')}", value))
+    """Command-line options from keywords, as a user types them: flags(data_dir=d, epochs=1, projector=True) is
+    ("--data-dir", d, "--epochs", 1, "--projector"); an option of None or False is left out."""
+    given = {
+        f"--{name.replace('_', '-')}": value
+        for name, value in options.items()
+        if value is not None and value is not False
+    }
+    return tuple(item for flag, value in given.items() for item in ((flag,) if value is True else (flag, value)))
 
 
 def two_step_run(data_dir, work, **options):
