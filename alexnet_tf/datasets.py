@@ -37,7 +37,6 @@ prepared.json): a Split then lists the shards and their record counts instead of
     python prepare_data.py --prepare ILSVRC2012 ILSVRC2012-prepared
 """
 
-import collections
 import hashlib
 import json
 import os
@@ -47,6 +46,7 @@ import numpy as np
 import scipy.io
 
 from alexnet_tf.errors import DataError, check_size, inside
+from alexnet_tf.split import Split, Synset  # noqa: F401  (datasets.Split, datasets.Synset to their users)
 
 DATA_DIR = "ILSVRC2012"  # the default dataset folder of train.py and test.py
 TRAIN_DIR = "ILSVRC2012_img_train"
@@ -73,56 +73,6 @@ SPLIT_RULE = "name-hash"
 MIN_CLASSES = 2
 NUM_CLASSES = 1000  # ILSVRC2012's leaf synsets
 WNID_PATTERN = re.compile(r"n\d{8}")
-
-Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
-
-
-class Split(collections.namedtuple("Split", "paths labels shard_sizes label_map", defaults=(None,))):
-    """The images of the training or the validation set: image files and their labels (shard_sizes None), or
-    prepared TFRecord shards (paths of the shards, labels None, shard_sizes their record counts; label_map, when not
-    None, the label to give each label the shards hold)."""
-
-    @property
-    def prepared(self):
-        return self.shard_sizes is not None
-
-    @property
-    def num_images(self):
-        return sum(self.shard_sizes) if self.prepared else len(self.paths)
-
-    @property
-    def layout(self):
-        return "prepared shards" if self.prepared else "image folders"
-
-    def head(self, count):
-        """The first `count` images (all if None)."""
-        if count is None or count >= self.num_images:
-            return self
-        if not self.prepared:
-            return Split(self.paths[:count], self.labels[:count], None)
-        sizes = np.minimum(self.shard_sizes, np.maximum(count - np.cumsum([0, *self.shard_sizes[:-1]]), 0))
-        kept = [i for i, size in enumerate(sizes) if size]
-        return Split([self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept], self.label_map)
-
-    def relabeled(self, order):
-        """This split with each label l replaced by order[l] (None: unchanged): the dataset's labels as a run's
-        fc8 rows (run_folder.class_order)."""
-        if order is None:
-            return self
-        if self.prepared:
-            return self._replace(label_map=order if self.label_map is None else order[self.label_map])
-        return self._replace(labels=[int(order[label]) for label in self.labels])
-
-    def without(self, unreadable, quiet=False):
-        """This split less the unreadable files, each named in a warning unless `quiet`; prepared shards hold
-        none."""
-        if self.prepared:
-            return self
-        for path in [] if quiet else unreadable:
-            print(f"warning: skipping unreadable image {path}")
-        skip = set(unreadable)
-        kept = [(path, label) for path, label in zip(self.paths, self.labels) if path not in skip]
-        return Split([path for path, _ in kept], [label for _, label in kept], None)
 
 
 def load_synsets(meta_mat_path):

@@ -75,6 +75,7 @@ class RunSettings:
     init_from: str | None = None
     train_layers: str = "all"
     split_rule: str = "permutation"  # your own images without val/ (datasets.SPLIT_RULES); runs that recorded none
+    log_every: int = 100  # steps between points of the curves (curves.LOG_EVERY); runs from before them
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,10 +119,10 @@ class RunConfig:
 
     def to_json(self):
         """The JSON object of config.json (without its version): "source" only for imported weights, the machine's
-        folders only for a run trained here (an imported or exported run has none)."""
+        folders only when it has one (an imported or exported run has neither)."""
         values = dataclasses.asdict(self, dict_factory=lambda items: {name: _listed(value) for name, value in items})
         absent = {"source"} if self.source is None else set()
-        absent |= {"data_dir", "log_dir"} if self.data_dir is None else set()
+        absent |= {"data_dir", "log_dir"} if self.data_dir is None and self.log_dir is None else set()
         return {name: value for name, value in values.items() if name not in absent}
 
     @classmethod

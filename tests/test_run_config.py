@@ -30,7 +30,7 @@ def test_a_config_json_of_922e1c6_reads_into_types_and_writes_back_as_it_was(tmp
     run_folder.save_config(str(tmp_path / "new"), config)
     with open(CONFIG_922E1C6) as old, open(tmp_path / "new" / run_folder.CONFIG_NAME) as new:
         expected = json.load(old)
-        expected["settings"]["split_rule"] = "permutation"  # the one field it gains: which split it has
+        expected["settings"].update(split_rule="permutation", log_every=100)  # what it gains: its split, its curves
         assert json.load(new) == expected
 
 
