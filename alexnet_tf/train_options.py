@@ -3,8 +3,8 @@
 -resume, then the flags given; validated once.
 
 A run keeps its settings (config.json's "settings"): -resume takes them from there and refuses a flag that differs,
-except --epochs, --save-every and --precision, which may extend a run, change how often it saves, or move it between
-float32 and bf16.
+except --epochs, --save-every, --log-every and --precision, which may extend a run, change how often it saves or
+logs, or move it between float32 and bf16.
 """
 
 import dataclasses
@@ -12,7 +12,7 @@ import math
 
 import tensorflow as tf
 
-from alexnet_tf import datasets, distribute, network, preprocessing, run_folder, sample_dataset, training
+from alexnet_tf import curves, datasets, distribute, network, preprocessing, run_folder, sample_dataset, training
 from alexnet_tf.run_config import RunSettings
 from alexnet_tf.errors import CheckpointError, UsageError, check_flag, check_seed, check_writable
 
@@ -55,6 +55,7 @@ RUN_DEFAULTS = {
     "init_from": None,
     "train_layers": training.ALL_LAYERS,
     "split_rule": datasets.SPLIT_RULE,  # not a flag: new runs split by name, resumed ones as they did
+    "log_every": curves.LOG_EVERY,
 }  # precision: the hardware's
 SAMPLE_DEFAULTS = {
     "epochs": SAMPLE_EPOCHS,
@@ -63,7 +64,12 @@ SAMPLE_DEFAULTS = {
     "save_every": SAMPLE_SAVE_EVERY,
 }
 FINETUNE_DEFAULTS = {"epochs": FINETUNE_EPOCHS, "batch_size": FINETUNE_BATCH_SIZE, "lr": FINETUNE_LR}
-CHANGEABLE_ON_RESUME = ("epochs", "save_every", "precision")  # precision: float32 <-> bf16, the same checkpoints
+CHANGEABLE_ON_RESUME = (
+    "epochs",
+    "save_every",
+    "precision",
+    "log_every",
+)  # precision: float32 <-> bf16, the same checkpoints
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +191,7 @@ def validate(options, *, replicas, resumed, given=()):
         ("dropout", 0 <= settings.dropout < 1, "in [0, 1)"),
         ("steps-per-epoch", settings.steps_per_epoch is None or settings.steps_per_epoch >= 1, "at least 1"),
         ("save-every", settings.save_every >= 1, "at least 1"),
+        ("log-every", settings.log_every >= 1, "at least 1"),
         ("max-bad-images", options.max_bad_images is None or options.max_bad_images >= 0, "0 or more"),
         ("cpu-replicas", options.cpu_replicas >= 1, "at least 1"),
         ("val-fraction", 0 < settings.val_fraction < 1, "in (0, 1)"),
@@ -238,7 +245,8 @@ def add_arguments(parser):
     )
     parser.add_argument("--overwrite", action="store_true", help="let -scratch replace a run already in --ckpt-dir")
     hyper = parser.add_argument_group(
-        "hyper-parameters (on -resume the run's own; only --epochs, --save-every and --precision may change)"
+        "hyper-parameters (on -resume the run's own; only --epochs, --save-every, --log-every and --precision may "
+        "change)"
     )
     hyper.add_argument("--epochs", type=int, help=f"epochs (default: {training.EPOCHS}; {SAMPLE_EPOCHS} with --sample)")
     hyper.add_argument(
@@ -283,6 +291,12 @@ def add_arguments(parser):
         help=f"float32, or mixed precision with bf16 or fp16 (default: {network.default_precision()} "
         "here: bf16 on GPUs of compute capability 8.0+ and CPUs with AVX512-BF16/AMX; fp16 is for older GPUs, "
         "and emulated, slowly, on CPUs)",
+    )
+    hyper.add_argument(
+        "--log-every",
+        type=int,
+        help=f"steps between points of TensorBoard's per-step curves (default: {curves.LOG_EVERY}; -resume may "
+        "change it)",
     )
     hyper.add_argument(
         "--save-every",

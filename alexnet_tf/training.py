@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import callbacks, distribute, input_pipeline, network, progress, run_folder, startup
+from alexnet_tf import callbacks, curves, distribute, input_pipeline, network, progress, run_folder, startup
 from alexnet_tf.errors import RunError
 
 # Optimisation, paper §5
@@ -241,6 +241,13 @@ def run_callbacks(*, config, plateau, manager, log_dir):
     return [
         plateau,
         ThroughputLogs(config.settings.batch_size, len(config.unreadable.train)),
+        curves.StepCurves(
+            log_dir,
+            log_every=config.settings.log_every,
+            batch_size=config.settings.batch_size,
+            groups=config.architecture.groups,
+            config_json=config.to_json(),
+        ),
         *progress.callbacks(),
         checkpointer,
         EpochTensorBoard(log_dir),

@@ -44,7 +44,7 @@ def test_scratch_trains_saves_and_logs(trained):
     assert len(mean) == 3 and all(0 < m < 255 for m in mean)
     assert config["settings"]["steps_per_epoch"] == 5 and config["settings"]["batch_size"] == 8
     progress = re.sub(r"\x1b\[[0-9;]*m", "", scratch.stdout).replace("\r", "\n")  # Keras colours and redraws its bar
-    assert re.search(r"^5/5 .* - lr: 0\.0100 - img/s: [\d.]+ - val_loss: .* - val_top1: ", progress, re.M), progress
+    assert re.search(r"^5/5 .* - lr: 6\.2500e-04 - img/s: [\d.]+ - val_loss: .* - val_top1: ", progress, re.M), progress
     assert os.listdir(work / "logs" / "train") and os.listdir(work / "logs" / "validation")
 
 
@@ -58,7 +58,9 @@ def test_resume_continues_at_the_saved_step(trained):
     assert "Epoch 2/2" in resumed.stdout and "Epoch 1/" not in resumed.stdout
     training = resumed.stdout[resumed.stdout.index("Training on") :]
     assert not {"\x1b", "\r", "\b"} & set(training)  # into a log file: plain lines, no bar redrawn in place
-    line = r"^5/5 - \d+s - .* - loss: [\d.]+ - .* - val_loss: [\d.]+ - .* - lr: 0\.0100 - images_per_second: [\d.]+ - "
+    line = (
+        r"^5/5 - \d+s - .* - loss: [\d.]+ - .* - val_loss: [\d.]+ - .* - lr: 6\.2500e-04 - images_per_second: [\d.]+ - "
+    )
     assert re.search(line, training, re.M), training
     assert "when the run started" not in resumed.stdout  # the sets did not change
     assert tf.train.latest_checkpoint(str(work / "ckpt")).endswith("ckpt-10")
