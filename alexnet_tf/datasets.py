@@ -45,6 +45,7 @@ import re
 import numpy as np
 import scipy.io
 
+from alexnet_tf import tfds_folders
 from alexnet_tf.errors import DataError, check_size, inside
 from alexnet_tf.split import Split, Synset  # noqa: F401  (datasets.Split, datasets.Synset to their users)
 
@@ -226,13 +227,19 @@ def is_class_folders(data_dir):
     """Your own images: a folder that is not prepared and has neither the devkit's meta.mat nor the ILSVRC2012
     image folders (which without meta.mat are an incomplete ILSVRC2012, not classes)."""
     ilsvrc = (META_MAT, TRAIN_DIR, VAL_DIR)
-    return not is_prepared(data_dir) and not any(os.path.exists(os.path.join(data_dir, name)) for name in ilsvrc)
+    return (
+        not is_prepared(data_dir)
+        and not tfds_folders.is_tfds(data_dir)
+        and not any(os.path.exists(os.path.join(data_dir, name)) for name in ilsvrc)
+    )
 
 
 def load_classes(data_dir):
     """The classes of any dataset folder, in label order: meta.mat's leaves for ILSVRC2012 (and shards prepared
     from it), the sorted folder names for your own images (and shards prepared from them)."""
     existing_data_dir(data_dir)
+    if tfds_folders.is_tfds(data_dir):
+        return tfds_folders.load_classes(data_dir)
     if is_class_folders(data_dir):
         return folder_classes(data_dir)
     if is_prepared(data_dir) and not os.path.isfile(os.path.join(data_dir, META_MAT)):
@@ -387,6 +394,8 @@ def read_manifest(data_dir):
 def read_split(data_dir, synsets, part, val_fraction=VAL_FRACTION, seed=0, split_rule=SPLIT_RULE):
     """The "train" or "val" Split of a dataset folder: ILSVRC2012, your own images (`val_fraction`, `seed` and
     `split_rule` draw the validation images when the folder has no val/), or prepared shards of either."""
+    if tfds_folders.is_tfds(data_dir):
+        return tfds_folders.read_split(data_dir, part)
     if is_class_folders(data_dir):
         return Split(*list_folders(data_dir, synsets, part, val_fraction, seed, split_rule), None)
     if not is_prepared(data_dir):

@@ -17,14 +17,13 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from alexnet_tf import datasets, input_pipeline, network, progress, run_folder
+from alexnet_tf import datasets, input_pipeline, network, prepared_shards, progress, run_folder
 from alexnet_tf.errors import DataError
 
 CALIBRATION_BINS = 15  # Guo et al. 2017, "On calibration of modern neural networks"
 REAL_LABELS = os.path.join(os.path.dirname(__file__), "data", "imagenet_real_labels.json")
 REAL_LABELS_SHA256 = "d83e9bff374c631aae8439eb064c7019acc56e1b3bc3f56b8380c2a710b0220b"
 VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})\.")  # the number in an ILSVRC2012 validation file's name
-NAME_FEATURE = {"image/filename": tf.io.FixedLenFeature([], tf.string)}  # prepared records: the source's path
 
 
 def split_of(config, data_dir, part, *, ckpt_dir):
@@ -108,11 +107,8 @@ def image_names(split, data_dir=None):
     if not split.prepared:
         return [os.path.relpath(path, data_dir) if data_dir else path for path in split.paths]
     records = tf.data.TFRecordDataset(split.paths).take(split.num_images).batch(1024)
-    return [
-        name.decode()
-        for batch in records.map(lambda r: tf.io.parse_example(r, NAME_FEATURE)["image/filename"]).as_numpy_iterator()
-        for name in batch
-    ]
+    names = records.map(lambda batch: prepared_shards.parse_names(batch, split.record_format))
+    return [name.decode() for batch in names.as_numpy_iterator() for name in batch]
 
 
 def expected_calibration_error(predictions, bins=CALIBRATION_BINS):

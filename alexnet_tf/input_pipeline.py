@@ -123,7 +123,7 @@ def as_prepared(split):
 
 def _parsed(split, records):
     """(encoded images, labels) of prepared records, the labels mapped by the split's label_map."""
-    images, labels = prepared_shards.parse_records(records)
+    images, labels = prepared_shards.parse_records(records, split.record_format)
     if split.label_map is None:
         return images, labels
     return images, tf.gather(tf.constant(split.label_map, labels.dtype), labels)
@@ -182,7 +182,7 @@ def train_dataset(
     def load(item, label, epoch, position):
         element_seed = tf.random.experimental.stateless_fold_in(tf.stack([tf.cast(seed, tf.int64), epoch]), position)
         # prepared shards hold their images upright (--prepare turned them), with no EXIF to read
-        return preprocessing.train_crop(fetch(item), spec, augment, element_seed, turn=not split.prepared), label
+        return preprocessing.train_crop(fetch(item), spec, augment, element_seed, turn=not split.resized), label
 
     elements = train_elements(
         split,

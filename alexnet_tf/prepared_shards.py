@@ -37,16 +37,27 @@ JPEG_QUALITY = 95  # ours: keeps the re-encoding error near 1/255 a pixel (see t
 PLAN = "prepare-plan.json"  # what an interrupted --prepare continues
 LOG = "prepare-log.jsonl"  # the shards it completed
 SEED = 0  # spreads the classes over the training shards
-RECORD_FEATURES = {
-    "image/encoded": tf.io.FixedLenFeature([], tf.string),
-    "image/class/label": tf.io.FixedLenFeature([], tf.int64),
-}  # what training and evaluation read
+# What training and evaluation read of a record, and its file's name: the fields of prepare_data.py's records, and of
+# TensorFlow Datasets' (imagenet2012, imagenet_v2: image, label, file_name)
+RECORD_FIELDS = {
+    "prepared": ("image/encoded", "image/class/label", "image/filename"),
+    "tfds": ("image", "label", "file_name"),
+}
 
 
-def parse_records(records):
-    """(encoded JPEGs, labels) of a vector of prepared records."""
-    parsed = tf.io.parse_example(records, RECORD_FEATURES)
-    return parsed["image/encoded"], tf.cast(parsed["image/class/label"], tf.int32)
+def parse_records(records, record_format="prepared"):
+    """(encoded images, labels) of a vector of records of `record_format` (RECORD_FIELDS)."""
+    image, label, _ = RECORD_FIELDS[record_format]
+    parsed = tf.io.parse_example(
+        records, {image: tf.io.FixedLenFeature([], tf.string), label: tf.io.FixedLenFeature([], tf.int64)}
+    )
+    return parsed[image], tf.cast(parsed[label], tf.int32)
+
+
+def parse_names(records, record_format="prepared"):
+    """The source file names of a vector of records of `record_format`."""
+    name = RECORD_FIELDS[record_format][2]
+    return tf.io.parse_example(records, {name: tf.io.FixedLenFeature([], tf.string)})[name]
 
 
 def prepare(source_dir, out_dir, train_shards=TRAIN_SHARDS, val_shards=VAL_SHARDS):

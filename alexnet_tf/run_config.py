@@ -25,7 +25,7 @@ import typing
 from alexnet_tf import datasets, network
 from alexnet_tf.preprocessing import Preprocessing
 
-LAYOUTS = ("image folders", "prepared shards")
+LAYOUTS = ("image folders", "prepared shards", "TFDS shards")
 
 
 class ConfigFieldError(ValueError):

@@ -9,14 +9,24 @@ import numpy as np
 Synset = collections.namedtuple("Synset", "ilsvrc_id wnid words")
 
 
-class Split(collections.namedtuple("Split", "paths labels shard_sizes label_map", defaults=(None,))):
+RECORD_FORMATS = ("prepared", "tfds")  # prepare_data.py's records of 256-pixel JPEGs; TFDS's of the original files
+
+
+class Split(
+    collections.namedtuple("Split", "paths labels shard_sizes label_map record_format", defaults=(None, "prepared"))
+):
     """The images of the training or the validation set: image files and their labels (shard_sizes None), or
-    prepared TFRecord shards (paths of the shards, labels None, shard_sizes their record counts; label_map, when not
-    None, the label to give each label the shards hold)."""
+    TFRecord shards (paths of the shards, labels None, shard_sizes their record counts; label_map, when not None, the
+    label to give each label the shards hold; record_format, whose records: RECORD_FORMATS)."""
 
     @property
     def prepared(self):
         return self.shard_sizes is not None
+
+    @property
+    def resized(self):
+        """Whether the images are prepare_data.py's: resized to 256 and turned upright already."""
+        return self.prepared and self.record_format == "prepared"
 
     @property
     def num_images(self):
@@ -24,7 +34,9 @@ class Split(collections.namedtuple("Split", "paths labels shard_sizes label_map"
 
     @property
     def layout(self):
-        return "prepared shards" if self.prepared else "image folders"
+        if not self.prepared:
+            return "image folders"
+        return "prepared shards" if self.record_format == "prepared" else "TFDS shards"
 
     def head(self, count):
         """The first `count` images (all if None)."""
@@ -34,7 +46,9 @@ class Split(collections.namedtuple("Split", "paths labels shard_sizes label_map"
             return Split(self.paths[:count], self.labels[:count], None)
         sizes = np.minimum(self.shard_sizes, np.maximum(count - np.cumsum([0, *self.shard_sizes[:-1]]), 0))
         kept = [i for i, size in enumerate(sizes) if size]
-        return Split([self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept], self.label_map)
+        return Split(
+            [self.paths[i] for i in kept], None, [int(sizes[i]) for i in kept], self.label_map, self.record_format
+        )
 
     def relabeled(self, order):
         """This split with each label l replaced by order[l] (None: unchanged): the dataset's labels as a run's

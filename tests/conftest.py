@@ -5,6 +5,7 @@ own classes as tests write them, and the order in which the two pytest-xdist wor
 from alexnet_tf import startup  # noqa: F401  (first, as in every script: quiets TensorFlow's start-up here too)
 
 import contextlib
+import json
 import functools
 import importlib.util
 import io
@@ -402,3 +403,39 @@ def write_classes(root, counts, rng=None):
     (root / "README.txt").write_text("my classes")
     (root / ".cache").mkdir(exist_ok=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def tfds_data(tiny_data, tmp_path_factory):
+    """tiny_data as TensorFlow Datasets prepares imagenet2012 (written by hand from its documented format): the
+    label file in sorted-WNID order, 2 training shards and 1 validation shard of records (image, label, file_name)."""
+    import tensorflow as tf
+
+    out = tmp_path_factory.mktemp("tfds") / "imagenet2012" / "5.1.0"
+    out.mkdir(parents=True)
+    synsets = data_reader.load_synsets(os.path.join(tiny_data, data_reader.META_MAT))
+    wnids = sorted(s.wnid for s in synsets)
+    (out / "label.labels.txt").write_text("".join(f"{wnid}\n" for wnid in wnids))
+
+    def record(path, label):
+        feature = {
+            "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[open(path, "rb").read()])),
+            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[wnids.index(synsets[label].wnid)])),
+            "file_name": tf.train.Feature(bytes_list=tf.train.BytesList(value=[os.path.basename(path).encode()])),
+        }
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    splits = []
+    for name, (paths, labels), count in (
+        ("train", data_reader.list_train(tiny_data, synsets), 2),
+        ("validation", data_reader.list_val(tiny_data, synsets), 1),
+    ):
+        order = np.random.default_rng(0).permutation(len(paths)) if name == "train" else np.arange(len(paths))
+        parts = np.array_split(order, count)
+        for index, part in enumerate(parts):
+            with tf.io.TFRecordWriter(str(out / f"imagenet2012-{name}.tfrecord-{index:05d}-of-{count:05d}")) as writer:
+                for i in part:
+                    writer.write(record(paths[i], labels[i]))
+        splits.append({"name": name, "shardLengths": [str(len(part)) for part in parts], "numBytes": "0"})
+    (out / "dataset_info.json").write_text(json.dumps({"name": "imagenet2012", "version": "5.1.0", "splits": splits}))
+    return str(out)
