@@ -26,6 +26,8 @@ EXPECTED_COMMANDS = {
     "export.py",
     "import_weights.py",
     "prepare_data.py",
+    "figures.py",
+    "features.py",
     "benchmarks/bench.py",
 }
 
