@@ -2,8 +2,8 @@
 and top-5 over those steps (not since the epoch began), the learning rate and images/s; conv1's kernels as an image
 once an epoch (figures.kernel_figure, the paper's Figure 3); the run's config.json as text when it starts.
 
-    LOG_DIR/train/   Keras's epoch_* scalars, and these: steps/loss, steps/top1, steps/top5, steps/learning_rate,
-                     steps/images_per_second, conv1_kernels, config
+    LOG_DIR/steps/   steps/loss, steps/top1, steps/top5, steps/learning_rate, steps/images_per_second,
+                     conv1_kernels, config (beside Keras's own train/ and validation/, one point an epoch)
 
 The figures come from the logs Keras reads after each call of the training step (up to training.STEPS_PER_EXECUTION
 steps), so they cost no host sync of their own; a point is written at the first call's end at or past each multiple
@@ -21,11 +21,14 @@ import tensorflow as tf
 from alexnet_tf import figures, progress
 
 LOG_EVERY = 100  # steps between points of the curves (the issue's; an ImageNet epoch is 10,008 steps)
+RUN_NAME = "steps"  # TensorBoard's run of these summaries, in the log folder
 WINDOWED = ("loss", "top1", "top5")  # Keras's running means over the epoch, turned into means over each window
 
 
 class StepCurves(keras.callbacks.Callback):
-    """Writes the per-step curves, the kernels and the config (see the module's docstring) into `log_dir`/train."""
+    """Writes the per-step curves, the kernels and the config (see the module's docstring) into `log_dir`/steps. It
+    works with any compiled model (benchmarks/ time it on a tiny one): the curves of the metrics its logs hold, the
+    kernels of a layer named conv1."""
 
     def __init__(self, log_dir, *, log_every, batch_size, groups, config_json):
         super().__init__()
@@ -39,7 +42,7 @@ class StepCurves(keras.callbacks.Callback):
         self.window_steps, self.window_seconds, self.mark = 0, 0.0, None
 
     def on_train_begin(self, logs=None):
-        self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
+        self.writer = tf.summary.create_file_writer(os.path.join(self.log_dir, RUN_NAME))
         step = self.current_step()
         self.next_point = (step // self.log_every + 1) * self.log_every
         if step == 0:
@@ -54,6 +57,8 @@ class StepCurves(keras.callbacks.Callback):
         now = time.perf_counter()
         steps = batch + 1  # of this epoch: Keras's logs are means over them
         for name in WINDOWED:
+            if name not in logs:
+                continue
             total = logs[name] * steps
             self.window[name] += total - self.seen[name]
             self.seen[name] = total
@@ -65,8 +70,9 @@ class StepCurves(keras.callbacks.Callback):
             self.write_point(step, logs)
 
     def write_point(self, step, logs):
-        values = {name: self.window[name] / self.window_steps for name in WINDOWED}
-        values["learning_rate"] = logs["lr"]
+        values = {name: self.window[name] / self.window_steps for name in WINDOWED if name in logs}
+        if "lr" in logs:
+            values["learning_rate"] = logs["lr"]
         values["images_per_second"] = self.window_steps * self.batch_size / max(self.window_seconds, 1e-9)
         with self.writer.as_default():
             for name, value in values.items():
@@ -78,10 +84,11 @@ class StepCurves(keras.callbacks.Callback):
         self.next_point = (step // self.log_every + 1) * self.log_every
 
     def on_epoch_end(self, epoch, logs=None):
-        kernel = self.model.get_layer("conv1").get_weights()[0]
-        picture = np.asarray(figures.kernel_figure(kernel, self.groups))
-        with self.writer.as_default():
-            tf.summary.image("conv1_kernels", picture[None], step=self.current_step())
+        if any(layer.name == "conv1" for layer in self.model.layers):
+            kernel = self.model.get_layer("conv1").get_weights()[0]
+            picture = np.asarray(figures.kernel_figure(kernel, self.groups))
+            with self.writer.as_default():
+                tf.summary.image("conv1_kernels", picture[None], step=self.current_step())
         self.writer.flush()
 
     def on_train_end(self, logs=None):

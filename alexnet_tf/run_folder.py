@@ -10,8 +10,9 @@
         ckpt-1000.index, ckpt-1000.data-00000-of-00001 ...   weights, momentum, step, learning rate, plateau
                                      memory, dropout RNG; the last KEEP_CHECKPOINTS are kept
         train.lock                   held by the train.py that trains here
-        logs/train, logs/validation  TensorBoard's summaries, one point an epoch (unless train.py's --log-dir
-                                     puts them elsewhere; config.json then keeps that folder)
+        logs/train, logs/validation  TensorBoard's summaries, one point an epoch, and logs/steps, the per-step
+                                     curves (unless train.py's --log-dir puts them elsewhere; config.json then keeps
+                                     that folder)
 
 config.json and the checkpoints are written atomically (a temporary name, then a rename), so that a kill at any
 instant leaves the last complete state; `ckpt-N_temp` folders are what a kill in the middle of a save leaves, and are
@@ -48,7 +49,7 @@ INDEX_MAX_BYTES = 2**20  # ours: the index names the last few checkpoints, a few
 CHECKPOINT_FILE = re.compile(rf"{CHECKPOINT_PREFIX}-\d+(\.index|\.data-\d+-of-\d+|_temp)")  # TensorFlow's names: a
 # checkpoint's files, and the folder of a save not yet finished
 LOCK_NAME = "train.lock"
-TENSORBOARD_PARTS = ("train", "validation")  # the folders Keras's TensorBoard callback writes in its log_dir
+TENSORBOARD_PARTS = ("train", "validation", "steps")  # what Keras's TensorBoard callback and curves.py write there
 LOGS_NAME = "logs"  # TensorBoard's folder inside the run: each run's curves apart, and replaced with it
 KEEP_CHECKPOINTS = 3  # ours
 SAVED_MODEL_FILE = "saved_model.pb"  # what export.py writes: a SavedModel folder, mistaken for a run

@@ -26,7 +26,7 @@ def test_curves_every_n_steps_over_the_window_and_on_across_a_resume(tiny_data, 
     scratch = flags(epochs=1, steps_per_epoch=4, batch_size=8, save_every=2, log_every=2)
     assert run_script("train.py", "-scratch", *run, *scratch, cwd=tmp_path).returncode == 0
     assert run_script("train.py", "-resume", *run, "--epochs", 2, cwd=tmp_path).returncode == 0
-    tags = read_back(tmp_path / "run" / "logs" / "train")
+    tags = {**read_back(tmp_path / "run" / "logs" / "train"), **read_back(tmp_path / "run" / "logs" / "steps")}
     for name in ("loss", "top1", "top5", "learning_rate", "images_per_second"):
         assert [step for step, _ in tags[f"steps/{name}"]] == [2, 4, 6, 8], name  # no gap, no repeat
     loss = dict(tags["steps/loss"])

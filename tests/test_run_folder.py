@@ -17,7 +17,7 @@ import tensorflow as tf
 
 import alexnet
 import data_reader
-from alexnet_tf import callbacks, errors, preprocessing, run_config, run_folder
+from alexnet_tf import callbacks, errors, evaluation, preprocessing, run_config, run_folder
 from conftest import (
     ROOT,
     SCRIPT_ENV,
@@ -298,11 +298,14 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
     test_script = script_module("test.py")
     evaluated = run_folder.latest_checkpoint(str(one_step_run))
 
-    def evaluate_while_training_saves(model, config, split, args):
+    def evaluate_while_training_saves(model, config, split, args, *, data_dir):
         for suffix in (".index", ".data-00000-of-00001"):
             shutil.copy(evaluated + suffix, str(one_step_run / "ckpt-2") + suffix)
         tf.compat.v1.train.update_checkpoint_state(str(one_step_run), str(one_step_run / "ckpt-2"))
-        return {"top1": 0.5, "topk": 1.0, "k": 5, "images": split.num_images}
+        count = split.num_images
+        return evaluation.Predictions(
+            tuple(split.paths), np.array(split.labels), np.tile(np.arange(5), (count, 1)), np.full((count, 5), 0.2)
+        )
 
     monkeypatch.setattr(test_script, "evaluate", evaluate_while_training_saves)
     args = test_script.get_args_parser().parse_args(
