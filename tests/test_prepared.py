@@ -18,7 +18,12 @@ class Killed(Exception):
     """Stands for the run being killed between two shards."""
 
 
-FEATURES = {**prepared_shards.RECORD_FEATURES, "image/filename": tf.io.FixedLenFeature([], tf.string)}
+IMAGE, LABEL, NAME = prepared_shards.RECORD_FIELDS["prepared"]
+FEATURES = {
+    IMAGE: tf.io.FixedLenFeature([], tf.string),
+    LABEL: tf.io.FixedLenFeature([], tf.int64),
+    NAME: tf.io.FixedLenFeature([], tf.string),
+}
 
 
 def records(data_dir, part):
