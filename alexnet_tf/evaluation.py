@@ -114,15 +114,8 @@ def image_names(split, data_dir=None):
 def expected_calibration_error(predictions, bins=CALIBRATION_BINS):
     """The top-1 score's expected calibration error: over `bins` equal-width bins of the score, the gap between
     accuracy and mean score, weighted by the bin's share of the images."""
-    confidence, correct = predictions.scores[:, 0], predictions.correct(1)
-    edges = np.linspace(0, 1, bins + 1)
-    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
-    gaps = [
-        abs(correct[which == b].mean() - confidence[which == b].mean()) * np.mean(which == b)
-        for b in range(bins)
-        if np.any(which == b)
-    ]
-    return float(sum(gaps))
+    _, accuracy, confidence, images = reliability(predictions, bins)
+    return float(np.sum(np.abs(accuracy - confidence) * images) / np.sum(images))
 
 
 def reliability(predictions, bins=CALIBRATION_BINS):

@@ -37,37 +37,34 @@ def kernel_tiles(kernel):
     return np.round(255 * (tiles - low) / span).astype(np.uint8)
 
 
+def tile_layout(filters, groups, size):
+    """Where kernel_figure puts each filter's tile of `size` pixels: its top-left corners in filter order, and the
+    figure's (height, width). Rows of KERNELS_PER_ROW, each group's filters (in order) below the previous group's."""
+    corners, top = [], GAP
+    for members in np.array_split(np.arange(filters), groups):
+        for n in range(len(members)):
+            row, column = divmod(n, KERNELS_PER_ROW)
+            corners.append((top + row * (size + GAP), GAP + column * (size + GAP)))
+        top += int(np.ceil(len(members) / KERNELS_PER_ROW)) * (size + GAP) + 4 * GAP
+    return corners, (top - 4 * GAP, KERNELS_PER_ROW * (size + GAP) + GAP)
+
+
 def kernel_figure(kernel, groups):
-    """Figure 3 as an image: the tiles in rows of KERNELS_PER_ROW, each group's filters (in order) below the
-    previous group's, magnified MAGNIFY times."""
+    """Figure 3 as an image: the tiles laid out by tile_layout, magnified MAGNIFY times."""
     tiles = kernel_tiles(kernel)
     size = tiles.shape[1] * MAGNIFY
-    per_group = np.array_split(np.arange(len(tiles)), groups)
-    rows_of = [int(np.ceil(len(members) / KERNELS_PER_ROW)) for members in per_group]
-    width = KERNELS_PER_ROW * (size + GAP) + GAP
-    height = sum(rows * (size + GAP) for rows in rows_of) + GAP + 4 * GAP * (groups - 1)
-    canvas = np.full((height, width, 3), 255, np.uint8)
-    top = GAP
-    for members, rows in zip(per_group, rows_of):
-        for n, filter_index in enumerate(members):
-            row, column = divmod(n, KERNELS_PER_ROW)
-            y, x = top + row * (size + GAP), GAP + column * (size + GAP)
-            canvas[y : y + size, x : x + size] = tiles[filter_index].repeat(MAGNIFY, 0).repeat(MAGNIFY, 1)
-        top += rows * (size + GAP) + 4 * GAP
+    corners, shape = tile_layout(len(tiles), groups, size)
+    canvas = np.full((*shape, 3), 255, np.uint8)
+    for tile, (y, x) in zip(tiles, corners):
+        canvas[y : y + size, x : x + size] = tile.repeat(MAGNIFY, 0).repeat(MAGNIFY, 1)
     return Image.fromarray(canvas)
 
 
 def tile_at(figure, filter_index, groups, filters, kernel_size):
     """The tile of `filter_index` cut out of a kernel_figure, un-magnified: what the figure shows of that filter."""
     size = kernel_size * MAGNIFY
-    per_group = np.array_split(np.arange(filters), groups)
-    top = GAP
-    for members in per_group:
-        if filter_index in members:
-            row, column = divmod(list(members).index(filter_index), KERNELS_PER_ROW)
-            y, x = top + row * (size + GAP), GAP + column * (size + GAP)
-            return np.asarray(figure)[y : y + size : MAGNIFY, x : x + size : MAGNIFY]
-        top += int(np.ceil(len(members) / KERNELS_PER_ROW)) * (size + GAP) + 4 * GAP
+    y, x = tile_layout(filters, groups, size)[0][filter_index]
+    return np.asarray(figure)[y : y + size : MAGNIFY, x : x + size : MAGNIFY]
 
 
 def vectors(extractor, split, *, spec, batch_size, what):
