@@ -94,8 +94,9 @@ def main(args):
     unreadable = input_pipeline.find_unreadable(split, "validation images")
     if split.num_images == len(unreadable):
         raise errors.DataError(f"no readable validation image in {data_dir}")
-    predictions = evaluate(model, config, split.without(unreadable), args, data_dir=data_dir)
-    results = summarize(predictions, config, args, checkpoint=checkpoint, data_dir=data_dir)
+    k_crops = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
+    predictions = evaluate(model, config, split.without(unreadable), args, data_dir=data_dir, k_crops=k_crops)
+    results = summarize(predictions, config, args, checkpoint=checkpoint, data_dir=data_dir, k_crops=k_crops)
     say(results, total=split.num_images, unreadable=len(unreadable))
     write_outputs(args, predictions, config=config, results=results, data_dir=data_dir)
 
@@ -112,9 +113,8 @@ def check_args(args):
         errors.check_writable(args.results_csv, "--results-csv", kind="file")
 
 
-def evaluate(model, config, split, args, *, data_dir):
-    """Each image's top-k classes and scores, its crops' softmax averaged (evaluation.predict)."""
-    k_crops = preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS)
+def evaluate(model, config, split, args, *, data_dir, k_crops):
+    """Each image's top-k classes and scores, its `k_crops` crops' softmax averaged (evaluation.predict)."""
     print(f"Evaluating {split.num_images} images, {k_crops} {args.crops} crop(s) each, from {args.ckpt_dir}")
     return evaluation.predict(
         model,
@@ -129,7 +129,7 @@ def evaluate(model, config, split, args, *, data_dir):
     )
 
 
-def summarize(predictions, config, args, *, checkpoint, data_dir):
+def summarize(predictions, config, args, *, checkpoint, data_dir, k_crops):
     """The evaluation's figures and what was evaluated: --json's, --report's results.json and --results-csv's."""
     k = min(args.top_k, len(config.classes))
     real = evaluation.real_top1(predictions, [c.wnid for c in config.classes])
@@ -147,7 +147,7 @@ def summarize(predictions, config, args, *, checkpoint, data_dir):
         "step": run_folder.checkpoint_step(checkpoint),
         "dataset": os.path.abspath(data_dir),
         "crops": args.crops,
-        "k_crops": preprocessing.crops_per_image(args.crops, args.k_crops or K_CROPS),
+        "k_crops": k_crops,
     }
 
 

@@ -68,8 +68,7 @@ def main(args):
     synsets = data_reader.load_classes(data_dir)
     wnids = [s.wnid for s in synsets]
     order = None if saved is None else run_folder.class_order(saved, wnids, options.ckpt_dir, data_dir)
-    settings = options.settings
-    split = {"val_fraction": settings.val_fraction, "seed": settings.seed, "split_rule": settings.split_rule}
+    split = options.settings.split_args()
     train_split = data_reader.read_split(data_dir, synsets, "train", **split).relabeled(order)
     val_split = data_reader.read_split(data_dir, synsets, "val", **split).relabeled(order)
     if options.mode == "scratch" and strategy.extended.should_checkpoint:

@@ -42,12 +42,7 @@ def split_of(config, data_dir, part, *, ckpt_dir):
         order = run_folder.class_order(config, [wnids[int(s.wnid)] for s in synsets], ckpt_dir, data_dir)
         return datasets.every_image(data_dir, synsets).relabeled(order)
     order = run_folder.class_order(config, [s.wnid for s in synsets], ckpt_dir, data_dir)
-    trained = config.settings  # an imported run has none: read_split's defaults
-    split = (
-        {"val_fraction": trained.val_fraction, "seed": trained.seed, "split_rule": trained.split_rule}
-        if trained
-        else {}
-    )
+    split = config.settings.split_args() if config.settings else {}  # an imported run: read_split's defaults
     return datasets.read_split(data_dir, synsets, part, **split).relabeled(order)
 
 

@@ -77,6 +77,10 @@ class RunSettings:
     split_rule: str = "permutation"  # your own images without val/ (datasets.SPLIT_RULES); runs that recorded none
     log_every: int = 100  # steps between points of the curves (curves.LOG_EVERY); runs from before them
 
+    def split_args(self):
+        """How datasets.read_split draws this run's validation images from a folder of your own without val/."""
+        return {"val_fraction": self.val_fraction, "seed": self.seed, "split_rule": self.split_rule}
+
 
 @dataclasses.dataclass(frozen=True)
 class Unreadable:

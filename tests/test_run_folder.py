@@ -298,7 +298,7 @@ def test_test_py_names_the_checkpoint_it_evaluated(tiny_data, one_step_run, tmp_
     test_script = script_module("test.py")
     evaluated = run_folder.latest_checkpoint(str(one_step_run))
 
-    def evaluate_while_training_saves(model, config, split, args, *, data_dir):
+    def evaluate_while_training_saves(model, config, split, args, *, data_dir, k_crops):
         for suffix in (".index", ".data-00000-of-00001"):
             shutil.copy(evaluated + suffix, str(one_step_run / "ckpt-2") + suffix)
         tf.compat.v1.train.update_checkpoint_state(str(one_step_run), str(one_step_run / "ckpt-2"))
