@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -219,17 +220,21 @@ def test_a_new_run_that_fails_keeps_the_run_it_would_overwrite(bad_data, one_ste
 
 
 @pytest.mark.slow
-def test_unfinished_saves_and_old_logs_are_removed_and_counted_as_free_space(tiny_data, one_step_run, tmp_path):
+def test_unfinished_saves_and_old_logs_are_removed_and_counted_as_free_space(
+    tiny_data, one_step_run, tmp_path, monkeypatch
+):
     def unfinished_save():
         (one_step_run / "ckpt-7_temp").mkdir()
         (one_step_run / "ckpt-7_temp" / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"\0" * 1000)
 
     unfinished_save()
     assert run_folder.size_on_disk(run_folder.unfinished_saves(str(one_step_run))) == 1000
-    free = shutil.disk_usage(one_step_run).free
-    run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0, reclaimable=1000)
-    with pytest.raises(errors.CheckpointError):
-        run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0)
+    free = 10**9  # fixed: the disk's real free space moves as other test workers write
+    with monkeypatch.context() as patched:
+        patched.setattr(shutil, "disk_usage", lambda path: types.SimpleNamespace(free=free))
+        run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0, reclaimable=1000)
+        with pytest.raises(errors.CheckpointError):
+            run_folder.check_free_space(str(one_step_run), size=free + 500, kept=0, saved=0)
     folders = ("--data-dir", tiny_data, "--ckpt-dir", one_step_run)
     resumed = run_script("train.py", "-resume", *folders, "--epochs", 2, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
