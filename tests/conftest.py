@@ -50,29 +50,25 @@ TRAINING_SETTINGS = {
 }
 DECODABLE = ("gray", "cmyk", "png", "gif", "bmp")
 UNREADABLE = ("truncated", "empty", "text", "bomb")
-# The test files in the order the two pytest-xdist workers take them (whole files, pytest.ini), longest first so
-# that the workers finish together: by their seconds in the full suite on 2 cores (2026-11-29), distribute 236,
-# run_folder 234, learning 232, speed 138, scripts 106, reliability 73, export 65, own_images 63, prepared 56,
-# security 44, import_weights 42; the rest take under 20 each and follow in their own order. In the order xdist
-# chose, by the number of tests in a file, the two longest came last and the suite took 12 min 41 s; in this order
-# 10 min 22 s, and 12 min 17 s on a fresh clone in a slower spell of the same machine. Since then: training's tests
-# left scripts (7 s of it, alone with -n 0) for a file of their own, listed after import_weights; docs is not timed
-# yet, and is listed early, where a file shorter than thought costs the workers nothing and a long one would not
-# end the suite alone.
+# The test files in the order the two pytest-xdist workers take them (whole files, pytest.ini): the longest first, by
+# their seconds in the full suite (docs/performance.md), so that the workers finish together; the rest follow.
 LONGEST_FIRST = (
-    "test_distribute.py",
     "test_run_folder.py",
     "test_learning.py",
+    "test_distribute.py",
     "test_speed.py",
     "test_docs.py",
     "test_scripts.py",
-    "test_reliability.py",
-    "test_export.py",
     "test_own_images.py",
+    "test_export.py",
+    "test_reliability.py",
     "test_prepared.py",
+    "test_curves.py",
     "test_security.py",
     "test_import_weights.py",
-    "test_training.py",
+    "test_tfds.py",
+    "test_run_config.py",
+    "test_nothing_lost.py",
 )
 
 

@@ -19,6 +19,7 @@ import tensorflow as tf
 import alexnet
 import data_reader
 from alexnet_tf import callbacks, errors, evaluation, preprocessing, run_config, run_folder
+from tensorboard_view import as_tensorboard_shows, tensorboard_points
 from conftest import (
     ROOT,
     SCRIPT_ENV,
@@ -152,7 +153,7 @@ def assert_resumed_at(stdout, step):
 
 @pytest.mark.slow
 def test_killed_twice_stopped_twice_and_resumed_equals_an_uninterrupted_run(tiny_data, tmp_path):
-    settings = ("--epochs", 3, "--batch-size", 8, "--save-every", 2, "--lr", 0.001, "--deterministic")
+    settings = ("--epochs", 3, "--batch-size", 8, "--save-every", 2, "--log-every", 1, "--lr", 0.001, "--deterministic")
     straight = run_script(
         "train.py",
         "-scratch",
@@ -192,6 +193,18 @@ def test_killed_twice_stopped_twice_and_resumed_equals_an_uninterrupted_run(tiny
     resumed_model, _ = alexnet.load_trained(str(ckpt))
     difference = max(np.abs(a - b).max() for a, b in zip(straight_model.get_weights(), resumed_model.get_weights()))
     assert difference < 1e-5
+
+    # the curves, as TensorBoard shows them: each step's point once, that of the uninterrupted run (step 3 was written
+    # by the killed run and again after its resume)
+    straight_curves = tensorboard_points(tmp_path / "straight-logs" / "steps")
+    killed_curves = tensorboard_points(tmp_path / "killed-logs" / "steps")
+    assert [step for step, _ in killed_curves["steps/loss"]].count(3) == 2  # written before the kill, kept on disk
+    for name in ("steps/loss", "steps/top1", "steps/top5", "steps/learning_rate"):
+        shown = as_tensorboard_shows(killed_curves[name])
+        assert [step for step, _ in shown] == list(range(1, 16)), name
+        np.testing.assert_allclose(
+            [value for _, value in shown], [value for _, value in straight_curves[name]], rtol=1e-4, atol=1e-6
+        )
 
 
 def folder_state(folder):
