@@ -95,6 +95,7 @@ def main(args):
             prepared_shards.prepare(
                 generated, generated + "-prepared", train_shards=pipelines.PREPARED_TRAIN_SHARDS, val_shards=1
             )
+            announce(1, "the input pipeline and --prepare, on one core")
             results = {
                 "cpu": cpu_name(),
                 "cores": os.cpu_count(),
@@ -104,12 +105,19 @@ def main(args):
             if "prepare_img_s_per_core" in results:
                 machine_rate = results["prepare_img_s_per_core"] * results["cores"]
                 results["prepare_hours_imagenet_train"] = IMAGENET_TRAIN_IMAGES / machine_rate / 3600
+            announce(2, "the training step in float32 and bf16, one and two towers, against matmuls")
             results.update(measure_training(sizes))
+            announce(3, "train.py end to end, on image files and on prepared shards, against its bare step")
             results.update(measure_end_to_end(generated, scratch, sizes))
             print_table(results)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
+
+
+def announce(part, what):
+    """One line as each part begins: the parts take minutes each, and print nothing else until the table."""
+    print(f"Measuring {what} (part {part} of 3) ...", file=sys.stderr, flush=True)
 
 
 def run_pinned_to_one_core(args, data_dir):
