@@ -20,21 +20,23 @@ from PIL import Image
 import alexnet
 import classify
 import data_reader
-from alexnet_tf import errors
 import export
-from alexnet_tf import network, preprocessing, run_folder
+from alexnet_tf import errors, network, preprocessing, run_folder
 
 # Run in a fresh interpreter whose path holds no module of this project
 LOAD_AND_SERVE = """
 import json, sys
 import tensorflow as tf
-serve = tf.saved_model.load(sys.argv[1]).signatures["serving_default"]
-images = tf.constant([open(path, "rb").read() for path in sys.argv[2:]])
+folders, paths = sys.argv[1].split(","), sys.argv[2:]
+images = tf.constant([open(path, "rb").read() for path in paths])
 def plain(value):
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value.decode() if isinstance(value, bytes) else value
-out = {name: plain(value.numpy().tolist()) for name, value in serve(images=images).items()}
+out = {}
+for folder in folders:
+    serve = tf.saved_model.load(folder).signatures["serving_default"]
+    out[folder] = {name: plain(value.numpy().tolist()) for name, value in serve(images=images).items()}
 assert not any(name in sys.modules for name in ("alexnet", "preprocessing", "run_folder"))
 print(json.dumps(out))
 """
@@ -61,12 +63,13 @@ def classify_py(run, image, crops, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("crops", export.EXPORT_CROPS)
-def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_run, images, crops, tmp_path, capsys):
-    result = run_main("export.py", tmp_path / "out", *flags(ckpt_dir=one_step_run, crops=crops))
-    assert result.returncode == 0, result.stderr
+def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_run, images, tmp_path, capsys):
+    exported = {crops: tmp_path / crops for crops in export.EXPORT_CROPS}
+    for crops, out in exported.items():
+        result = run_main("export.py", out, *flags(ckpt_dir=one_step_run, crops=crops))
+        assert result.returncode == 0, result.stderr
     served = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_SERVE, tmp_path / "out", *images],
+        [sys.executable, "-c", LOAD_AND_SERVE, ",".join(map(str, exported.values())), *images],
         cwd=tmp_path,
         env={name: value for name, value in SCRIPT_ENV.items() if name != "PYTHONPATH"},
         capture_output=True,
@@ -74,16 +77,18 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
         timeout=300,
     )
     assert served.returncode == 0, served.stderr
-    out = json.loads(served.stdout)
+    answers = json.loads(served.stdout)
     config = run_folder.load_config(str(one_step_run))
-    for row, image in enumerate(images):
-        names, scores = classify_py(str(one_step_run), image, crops, capsys)
-        assert out["names"][row] == names, image
-        np.testing.assert_allclose(out["scores"][row], scores, atol=1e-4, err_msg=image)
-        assert out["wnids"][row] == [config.classes[c].wnid for c in out["classes"][row]]
-    exported = json.loads((tmp_path / "out" / "config.json").read_text())
-    assert exported["classes"] == config.to_json()["classes"] and config.data_dir
-    assert not {"data_dir", "log_dir"} & set(exported)
+    for crops, out in exported.items():
+        answer = answers[str(out)]
+        for row, image in enumerate(images):
+            names, scores = classify_py(str(one_step_run), image, crops, capsys)
+            assert answer["names"][row] == names, (crops, image)
+            np.testing.assert_allclose(answer["scores"][row], scores, atol=1e-4, err_msg=f"{crops} {image}")
+            assert answer["wnids"][row] == [config.classes[c].wnid for c in answer["classes"][row]]
+        written = json.loads((out / "config.json").read_text())
+        assert written["classes"] == config.to_json()["classes"] and config.data_dir
+        assert not {"data_dir", "log_dir"} & set(written)
 
 
 @pytest.mark.slow
