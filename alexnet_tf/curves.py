@@ -8,8 +8,8 @@ once an epoch (figures.kernel_figure, the paper's Figure 3); the run's config.js
 The figures come from the logs Keras reads after each call of the training step (up to training.STEPS_PER_EXECUTION
 steps), so they cost no host sync of their own; a point is written at the first call's end at or past each multiple
 of `log_every`, tagged with that step, and is on disk at once (leaving the writer's as_default flushes it). A resumed
-run continues at its saved step: a run killed after its last checkpoint writes the steps since then again, and
-TensorBoard shows the later point of a step (its loader drops the points at or past a step written anew).
+run continues at its saved step: -resume writes again the points a killed run wrote after its last checkpoint, and
+TensorBoard's default loader shows the later point of a step (it drops the points at or past a step written anew).
 """
 
 import json

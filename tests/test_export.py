@@ -27,7 +27,7 @@ from alexnet_tf import errors, network, preprocessing, run_folder
 LOAD_AND_SERVE = """
 import json, sys
 import tensorflow as tf
-folders, paths = sys.argv[1].split(","), sys.argv[2:]
+folders, paths = json.loads(sys.argv[1]), sys.argv[2:]
 images = tf.constant([open(path, "rb").read() for path in paths])
 def plain(value):
     if isinstance(value, list):
@@ -65,11 +65,11 @@ def classify_py(run, image, crops, capsys):
 @pytest.mark.slow
 def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_run, images, tmp_path, capsys):
     exported = {crops: tmp_path / crops for crops in export.EXPORT_CROPS}
-    for crops, out in exported.items():
-        result = run_main("export.py", out, *flags(ckpt_dir=one_step_run, crops=crops))
+    for crops, folder in exported.items():
+        result = run_main("export.py", folder, *flags(ckpt_dir=one_step_run, crops=crops))
         assert result.returncode == 0, result.stderr
     served = subprocess.run(
-        [sys.executable, "-c", LOAD_AND_SERVE, ",".join(map(str, exported.values())), *images],
+        [sys.executable, "-c", LOAD_AND_SERVE, json.dumps([str(folder) for folder in exported.values()]), *images],
         cwd=tmp_path,
         env={name: value for name, value in SCRIPT_ENV.items() if name != "PYTHONPATH"},
         capture_output=True,
@@ -79,14 +79,14 @@ def test_the_saved_model_answers_as_classify_py_without_this_project(one_step_ru
     assert served.returncode == 0, served.stderr
     answers = json.loads(served.stdout)
     config = run_folder.load_config(str(one_step_run))
-    for crops, out in exported.items():
-        answer = answers[str(out)]
+    for crops, folder in exported.items():
+        answer = answers[str(folder)]
         for row, image in enumerate(images):
             names, scores = classify_py(str(one_step_run), image, crops, capsys)
             assert answer["names"][row] == names, (crops, image)
             np.testing.assert_allclose(answer["scores"][row], scores, atol=1e-4, err_msg=f"{crops} {image}")
             assert answer["wnids"][row] == [config.classes[c].wnid for c in answer["classes"][row]]
-        written = json.loads((out / "config.json").read_text())
+        written = json.loads((folder / "config.json").read_text())
         assert written["classes"] == config.to_json()["classes"] and config.data_dir
         assert not {"data_dir", "log_dir"} & set(written)
 

@@ -1,9 +1,9 @@
 """The fast paths keep the semantics of the reference ones; the benchmark produces all its figures."""
 
 import json
-import re
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -194,7 +194,7 @@ def test_bench_quick_writes_every_figure(tiny_data, tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert re.findall(r"^Measuring .+ \(part (\d) of 3\) \.\.\.$", result.stderr, re.M) == ["1", "2", "3"]  # progress
+    assert re.findall(r"^Measuring .+ \(part (\d) of 3\) \.\.\.$", result.stderr, re.M) == ["1", "2", "3"]
     figures = json.loads((tmp_path / "bench.json").read_text())
     rates = {  # images/s, GFLOP/s
         *PIPELINE_RATES,
