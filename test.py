@@ -106,11 +106,14 @@ def check_args(args):
     errors.check_counts(args, "k_crops", "top_k", "batch_size", "limit")
     errors.check_seed(args.seed)
     preprocessing.check_k_crops(args.crops, args.k_crops)
-    for flag, path, kind in (("--json", args.json, "file"), ("--report", args.report, "folder")):
+    outputs = (
+        ("--json", args.json, "file"),
+        ("--report", args.report, "folder"),
+        ("--results-csv", args.results_csv, "file"),
+    )
+    for flag, path, kind in outputs:
         if path:
             errors.check_writable(path, flag, kind=kind)
-    if args.results_csv:
-        errors.check_writable(args.results_csv, "--results-csv", kind="file")
 
 
 def evaluate(model, config, split, args, *, data_dir, k_crops):

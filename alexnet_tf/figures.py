@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image, ImageOps
 
-from alexnet_tf import input_pipeline, progress
+from alexnet_tf import input_pipeline, preprocessing, progress
+from alexnet_tf.errors import DataError
 
 KERNELS_PER_ROW = 16  # 96 kernels: 6 rows, 3 a group of the paper's two
 MAGNIFY = 4  # an 11x11 kernel shown as 44x44 pixels
@@ -102,9 +103,8 @@ def thumbnail(path, side=THUMBNAIL):
     """The image at `path` as a square thumbnail (centre-cropped); grey when it is not a file one can open (prepared
     shards keep no files)."""
     try:
-        with Image.open(path) as image:
-            return ImageOps.fit(ImageOps.exif_transpose(image).convert("RGB"), (side, side))
-    except (OSError, Image.DecompressionBombError):  # be specific: no such file, or not an image
+        return ImageOps.fit(preprocessing.pillow_rgb(path), (side, side))
+    except DataError:  # be specific: no such file, or not an image
         return Image.new("RGB", (side, side), (160, 160, 160))
 
 

@@ -419,7 +419,7 @@ def load_image_crops(path, spec, crops, k_crops, seed=0):
             if decodable_size(width, height):
                 decode_as_stored(encoded)
     except tf.errors.InvalidArgumentError:  # be specific: TF's word for TIFF, damaged headers and data
-        encoded = tf.io.encode_png(np.asarray(_pillow_rgb(path)))
+        encoded = tf.io.encode_png(np.asarray(pillow_rgb(path)))
     else:
         if not decodable_size(width, height):
             raise too_large(path, width, height)
@@ -433,7 +433,9 @@ def too_large(path, width, height):
     )
 
 
-def _pillow_rgb(path):
+def pillow_rgb(path):
+    """The image file at `path` decoded by Pillow, upright as its EXIF says, in RGB: for the formats TensorFlow does not
+    decode, and for pictures of the images (thumbnails); a DataError for a file that is not an image or too large."""
     try:
         with Image.open(path) as image:
             if not decodable_size(image.width, image.height):

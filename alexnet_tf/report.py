@@ -21,9 +21,9 @@ import os
 
 import matplotlib
 import numpy as np
-from PIL import Image, ImageOps
 
-from alexnet_tf import evaluation
+from alexnet_tf import evaluation, preprocessing
+from alexnet_tf.errors import DataError
 
 matplotlib.use("Agg")  # files only: no display
 from matplotlib import pyplot  # noqa: E402  (after the backend is chosen)
@@ -120,12 +120,11 @@ class Thumbnails:
         path = os.path.join(self.data_dir, self.names[row])
         name = f"{row:06d}.jpg"
         try:
-            with Image.open(path) as image:
-                image = ImageOps.exif_transpose(image).convert("RGB")
-                image.thumbnail((THUMBNAIL, THUMBNAIL))
-                image.save(os.path.join(self.out_dir, "thumbs", name), quality=85)
-        except (OSError, Image.DecompressionBombError):  # be specific: a missing or unreadable file: shown by name
+            image = preprocessing.pillow_rgb(path)
+        except DataError:  # be specific: a missing or unreadable file: shown by name
             return None
+        image.thumbnail((THUMBNAIL, THUMBNAIL))
+        image.save(os.path.join(self.out_dir, "thumbs", name), quality=85)
         return name
 
 
